@@ -1,0 +1,53 @@
+# sparkvision: `make help` lists the targets.
+SHELL := /bin/bash
+ENV := . scripts/env.sh &&
+VERSION ?= v1
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test test-e2e lint format bench hdfs-start hdfs-stop hdfs-status airflow-init airflow-standalone lock clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: ## install Debian packages, .venv (pinned) and the Hadoop jars; fast when already done
+	@bash scripts/setup.sh
+
+demo: setup ## run image_training on the full Fashion-MNIST with the embedded defaults (VERSION=v1)
+	@bash scripts/demo.sh $(VERSION)
+
+test: setup ## run the whole test suite (unit, DAG integrity, Spark/HDFS/Airflow integration)
+	@$(ENV) python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+test-e2e: setup ## tests on the full dataset (slow; not part of `make test`)
+	@$(ENV) python -m pytest -m e2e $(PYTEST_ARGS)
+
+lint: setup ## ruff check and format check
+	@$(ENV) ruff check . && ruff format --check .
+
+format: setup ## ruff fix and format
+	@$(ENV) ruff check --fix . && ruff format .
+
+bench: setup ## run the benchmarks; figures to bench/results/*.json and docs/benchmarks.md
+	@$(ENV) python -m bench $(BENCH)
+
+hdfs-start: setup ## start a single-node HDFS on loopback (RPC 8020, WebHDFS 9870)
+	@$(ENV) python -m sparkvision.hdfs_cluster start
+
+hdfs-stop: ## stop it
+	@$(ENV) python -m sparkvision.hdfs_cluster stop
+
+hdfs-status: ## is it running?
+	@$(ENV) python -m sparkvision.hdfs_cluster status
+
+airflow-init: setup ## create or migrate the SQLite Airflow database in .airflow/
+	@$(ENV) airflow db migrate > /dev/null && echo "Airflow DB ready in $${AIRFLOW_HOME}"
+
+airflow-standalone: airflow-init ## Airflow web UI, scheduler and friends on http://localhost:8080 (Ctrl-C stops)
+	@$(ENV) exec airflow standalone
+
+lock: ## regenerate requirements.lock from a clean install of requirements.txt
+	@bash scripts/lock.sh
+
+clean: ## remove generated data and Airflow state (keeps .venv and the jar cache)
+	rm -rf data .airflow bench/results/*.json

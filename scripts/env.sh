@@ -1,0 +1,29 @@
+# Environment of the embedded defaults; source it: `. scripts/env.sh`.
+# Every value can be overridden by setting it before sourcing (or in .env, see .env.example).
+SPARKVISION_HOME="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
+export SPARKVISION_HOME
+if [ -f "$SPARKVISION_HOME/.env" ]; then set -a; . "$SPARKVISION_HOME/.env"; set +a; fi
+
+export PATH="$SPARKVISION_HOME/.venv/bin:$PATH"
+export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$SPARKVISION_HOME/.venv/bin/python}"
+export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$PYSPARK_PYTHON}"
+export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
+export JAVA_HOME="${JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")}"
+
+# Airflow: SQLite metadata DB and LocalExecutor under the repo; few workers on a small machine.
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$SPARKVISION_HOME/.airflow}"
+export AIRFLOW__CORE__DAGS_FOLDER="${AIRFLOW__CORE__DAGS_FOLDER:-$SPARKVISION_HOME/dags}"
+export AIRFLOW__CORE__PLUGINS_FOLDER="${AIRFLOW__CORE__PLUGINS_FOLDER:-$SPARKVISION_HOME/plugins}"
+export AIRFLOW__CORE__LOAD_EXAMPLES="${AIRFLOW__CORE__LOAD_EXAMPLES:-False}"
+export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
+export AIRFLOW__CORE__UNIT_TEST_MODE="${AIRFLOW__CORE__UNIT_TEST_MODE:-False}"
+export AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK="${AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK:-True}"
+
+# Connections (Airflow reads AIRFLOW_CONN_<ID>; JSON form, see docs/configuration.md).
+# 'spark://local[*]' in URI form silently becomes YARN: keep the JSON form.
+export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-{\"conn_type\": \"spark\", \"host\": \"local[*]\"}}"
+export AIRFLOW_CONN_FS_DEFAULT="${AIRFLOW_CONN_FS_DEFAULT:-{\"conn_type\": \"fs\", \"extra\": {\"path\": \"/\"}}}"
+export AIRFLOW_CONN_WEBHDFS_DEFAULT="${AIRFLOW_CONN_WEBHDFS_DEFAULT:-{\"conn_type\": \"webhdfs\", \"host\": \"127.0.0.1\", \"port\": 9870, \"login\": \"$(id -un)\"}}"
+
+# TensorFlow: quiet C++ logs.
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"

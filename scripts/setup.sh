@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Install everything sparkvision needs on a fresh Debian machine; idempotent and fast when done.
+#   1. Debian packages (Java 17, Maven, Kerberos headers for gssapi, the Fashion-MNIST dataset)
+#   2. .venv with the pinned Python stack (requirements.lock) and exactly one pyspark 4.3.0
+#   3. the Hadoop 3.5.0 jars from Maven Central into .cache/hadoop/lib
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT_DIR="$PWD"
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+APT_PACKAGES=(openjdk-17-jre-headless maven libkrb5-dev gcc dataset-fashion-mnist)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 needed, found {sys.version}"'
+LOCK_SUM="$(sha256sum requirements.lock | cut -d' ' -f1)"
+STAMP=.venv/.sparkvision-lock
+if [ ! -x .venv/bin/python ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$LOCK_SUM" ]; then
+  log "installing the Python stack into .venv (a few minutes the first time)"
+  [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r requirements.lock
+  # The Spark provider pulls pyspark-client, whose files overwrite pyspark's: put pyspark 4.3.0 back.
+  .venv/bin/pip install -q --force-reinstall --no-deps "$(grep '^pyspark==' requirements.lock)"
+  echo "$ROOT_DIR" > .venv/lib/python3.11/site-packages/sparkvision-dev.pth
+  echo "$LOCK_SUM" > "$STAMP"
+fi
+.venv/bin/python - <<'PY'
+import importlib.metadata as md
+import pyspark
+assert pyspark.__version__ == md.version("pyspark") == "4.3.0", (pyspark.__version__, md.version("pyspark"))
+import sparkvision  # noqa: F401  (the checkout is on the venv's path)
+PY
+
+if ! ls .cache/hadoop/lib/hadoop-hdfs-3.5.0.jar >/dev/null 2>&1; then
+  log "fetching the Hadoop 3.5.0 jars from Maven Central"
+  mvn -B -q -f hadoop/pom.xml -Dmaven.repo.local="$ROOT_DIR/.cache/m2" dependency:copy-dependencies \
+    -DoutputDirectory="$ROOT_DIR/.cache/hadoop/lib" -DincludeScope=runtime
+fi
+log "ready: .venv (Python $(.venv/bin/python -c 'import platform; print(platform.python_version())')), pyspark 4.3.0, Hadoop jars in .cache/hadoop/lib"

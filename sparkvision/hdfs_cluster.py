@@ -1,0 +1,330 @@
+"""A real single-node HDFS (NameNode + DataNode, Hadoop 3.5.0 jars) on loopback.
+
+The jars come from Maven Central (``hadoop/pom.xml``, fetched by ``scripts/setup.sh`` into
+``.cache/hadoop/lib``). ``make hdfs-start`` / ``make hdfs-stop`` and the pytest session fixture
+use this same code; the fixture picks free ports and a temporary data dir::
+
+    python -m sparkvision.hdfs_cluster start --dir .cache/hdfs   # RPC 8020, WebHDFS 9870
+    python -m sparkvision.hdfs_cluster status --dir .cache/hdfs
+    python -m sparkvision.hdfs_cluster stop --dir .cache/hdfs
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sparkvision.settings import PROJECT_DIR
+
+log = logging.getLogger(__name__)
+
+HADOOP_LIB = Path(os.environ.get("SPARKVISION_HADOOP_LIB", PROJECT_DIR / ".cache" / "hadoop" / "lib"))
+STATE_FILE = "cluster.json"
+DAEMONS = {
+    "namenode": "org.apache.hadoop.hdfs.server.namenode.NameNode",
+    "datanode": "org.apache.hadoop.hdfs.server.datanode.DataNode",
+}
+
+
+@dataclass
+class HdfsCluster:
+    """A started (or startable) single-node HDFS whose files live under ``base_dir``."""
+
+    base_dir: str
+    rpc_port: int = 8020
+    http_port: int = 9870
+    datanode_port: int = 9866
+    datanode_http_port: int = 9864
+    datanode_ipc_port: int = 9867
+    host: str = "127.0.0.1"
+
+    @property
+    def uri(self) -> str:
+        """The filesystem URI, e.g. ``hdfs://127.0.0.1:8020``."""
+        return f"hdfs://{self.host}:{self.rpc_port}"
+
+    @property
+    def webhdfs_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}/webhdfs/v1"
+
+    @property
+    def airflow_connection(self) -> str:
+        """The ``AIRFLOW_CONN_WEBHDFS_DEFAULT`` value that points Airflow's WebHDFS hook here."""
+        return json.dumps(
+            {"conn_type": "webhdfs", "host": self.host, "port": self.http_port, "login": getpass.getuser()}
+        )
+
+    # -- files -------------------------------------------------------------------------------
+    @property
+    def _base(self) -> Path:
+        return Path(self.base_dir)
+
+    @property
+    def conf_dir(self) -> Path:
+        return self._base / "conf"
+
+    def _pid_file(self, daemon: str) -> Path:
+        return self._base / f"{daemon}.pid"
+
+    def _log_file(self, daemon: str) -> Path:
+        return self._base / "logs" / f"{daemon}.log"
+
+    def write_config(self) -> None:
+        """Write core-site.xml, hdfs-site.xml and log4j.properties for this cluster."""
+        base = self._base.resolve()
+        core = {
+            "fs.defaultFS": self.uri,
+            "hadoop.tmp.dir": str(base / "tmp"),
+        }
+        hdfs = {
+            "dfs.namenode.name.dir": (base / "name").as_uri(),
+            "dfs.datanode.data.dir": (base / "data").as_uri(),
+            "dfs.replication": "1",
+            "dfs.permissions.enabled": "false",
+            "dfs.webhdfs.enabled": "true",
+            "dfs.namenode.rpc-address": f"{self.host}:{self.rpc_port}",
+            "dfs.namenode.http-address": f"{self.host}:{self.http_port}",
+            "dfs.namenode.secondary.http-address": f"{self.host}:0",
+            "dfs.datanode.address": f"{self.host}:{self.datanode_port}",
+            "dfs.datanode.http.address": f"{self.host}:{self.datanode_http_port}",
+            "dfs.datanode.ipc.address": f"{self.host}:{self.datanode_ipc_port}",
+            "dfs.datanode.hostname": self.host,
+            "dfs.namenode.datanode.registration.ip-hostname-check": "false",
+            "dfs.namenode.safemode.extension": "0",
+            "dfs.heartbeat.interval": "1",
+            "dfs.namenode.heartbeat.recheck-interval": "5000",
+        }
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        (self.conf_dir / "core-site.xml").write_text(_site_xml(core))
+        (self.conf_dir / "hdfs-site.xml").write_text(_site_xml(hdfs))
+        (self.conf_dir / "log4j.properties").write_text(
+            "log4j.rootLogger=INFO,console\n"
+            "log4j.appender.console=org.apache.log4j.ConsoleAppender\n"
+            "log4j.appender.console.layout=org.apache.log4j.PatternLayout\n"
+            "log4j.appender.console.layout.ConversionPattern=%d{ISO8601} %p %c{2}: %m%n\n"
+        )
+        # The Maven jars lack the web UI resources; the HTTP server (and WebHDFS) only needs
+        # the webapps folders to exist on the classpath.
+        for app in ("hdfs", "datanode", "static"):
+            (self.conf_dir / "webapps" / app).mkdir(parents=True, exist_ok=True)
+            (self.conf_dir / "webapps" / app / "index.html").write_text("sparkvision HDFS\n")
+
+    def _java(self, main_class: str, *args: str) -> list[str]:
+        if not HADOOP_LIB.is_dir() or not any(HADOOP_LIB.glob("hadoop-hdfs-*.jar")):
+            raise FileNotFoundError(f"Hadoop jars not found in {HADOOP_LIB}; run `make setup` first")
+        java = str(Path(os.environ["JAVA_HOME"]) / "bin" / "java") if os.environ.get("JAVA_HOME") else "java"
+        return [
+            java,
+            "-Xmx512m",
+            "-XX:+UseSerialGC",
+            f"-Dhadoop.log.dir={self._base.resolve() / 'logs'}",
+            "-Dhadoop.root.logger=INFO,console",
+            "-cp",
+            f"{self.conf_dir.resolve()}:{HADOOP_LIB.resolve()}/*",
+            main_class,
+            *args,
+        ]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self, timeout: float = 120.0) -> HdfsCluster:
+        """Format (first time only), start both daemons and wait until WebHDFS round-trips a file."""
+        if self.running():
+            log.info("HDFS already running at %s", self.uri)
+            self.wait_ready(timeout)
+            return self
+        self.write_config()
+        (self._base / "logs").mkdir(parents=True, exist_ok=True)
+        if not (self._base / "name" / "current" / "VERSION").exists():
+            log.info("formatting the NameNode in %s", self._base / "name")
+            with open(self._log_file("format"), "w") as out:
+                subprocess.run(
+                    self._java(DAEMONS["namenode"], "-format", "-nonInteractive", "-force"),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    check=True,
+                )
+        for daemon, main_class in DAEMONS.items():
+            with open(self._log_file(daemon), "ab") as out:
+                proc = subprocess.Popen(
+                    self._java(main_class),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            self._pid_file(daemon).write_text(str(proc.pid))
+        (self._base / STATE_FILE).write_text(json.dumps(asdict(self), indent=2))
+        try:
+            self.wait_ready(timeout)
+        except Exception:
+            self.stop()
+            raise
+        log.info("HDFS up: %s (WebHDFS %s)", self.uri, self.webhdfs_url)
+        return self
+
+    def pids(self) -> dict[str, int]:
+        """The PIDs of this cluster's daemons that are alive."""
+        alive = {}
+        for daemon in DAEMONS:
+            pid_file = self._pid_file(daemon)
+            if pid_file.exists():
+                pid = int(pid_file.read_text())
+                if _alive(pid):
+                    alive[daemon] = pid
+        return alive
+
+    def running(self) -> bool:
+        return len(self.pids()) == len(DAEMONS)
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Block until a probe file written through WebHDFS reads back, or raise TimeoutError."""
+        deadline = time.monotonic() + timeout
+        payload = f"sparkvision probe {time.time()}".encode()
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            for daemon in DAEMONS:
+                if self._pid_file(daemon).exists() and not _alive(int(self._pid_file(daemon).read_text())):
+                    raise RuntimeError(f"HDFS {daemon} exited; see {self._log_file(daemon)}")
+            try:
+                self.webhdfs_put("/tmp/.sparkvision-probe", payload)
+                if self.webhdfs_get("/tmp/.sparkvision-probe") == payload:
+                    return
+            except (OSError, urllib.error.URLError) as exc:
+                last_error = exc
+            time.sleep(0.5)
+        raise TimeoutError(f"HDFS at {self.uri} not ready after {timeout:.0f}s: {last_error}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the daemons by PID: SIGTERM, then SIGKILL after ``timeout`` seconds."""
+        for daemon in reversed(list(DAEMONS)):
+            pid_file = self._pid_file(daemon)
+            if not pid_file.exists():
+                continue
+            pid = int(pid_file.read_text())
+            if _alive(pid):
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+                while _alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+            pid_file.unlink()
+            log.info("stopped HDFS %s (pid %d)", daemon, pid)
+
+    # -- WebHDFS (probe and small test helpers) -----------------------------------------------
+    def _url(self, path: str, op: str, **params: str) -> str:
+        query = "&".join(f"{k}={v}" for k, v in {"op": op, "user.name": getpass.getuser(), **params}.items())
+        return f"{self.webhdfs_url}{path}?{query}"
+
+    def webhdfs_put(self, path: str, data: bytes) -> None:
+        request = urllib.request.Request(self._url(path, "CREATE", overwrite="true"), method="PUT")
+        try:
+            urllib.request.urlopen(request, timeout=10)
+            raise OSError("WebHDFS CREATE did not redirect to a DataNode")
+        except urllib.error.HTTPError as redirect:
+            if redirect.code != 307:
+                raise
+            location = redirect.headers["Location"]
+        with urllib.request.urlopen(urllib.request.Request(location, data=data, method="PUT"), timeout=10):
+            pass
+
+    def webhdfs_get(self, path: str) -> bytes:
+        with urllib.request.urlopen(self._url(path, "OPEN"), timeout=10) as response:
+            return response.read()
+
+    def webhdfs_status(self, path: str) -> dict | None:
+        """The FileStatus of ``path``, or None when it does not exist."""
+        try:
+            with urllib.request.urlopen(self._url(path, "GETFILESTATUS"), timeout=10) as response:
+                return json.load(response)["FileStatus"]
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    @classmethod
+    def load(cls, base_dir: str) -> HdfsCluster:
+        """The cluster recorded in ``base_dir`` by an earlier start."""
+        return cls(**json.loads((Path(base_dir) / STATE_FILE).read_text()))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def with_free_ports(base_dir: str) -> HdfsCluster:
+    """A cluster description on free loopback ports (for tests and side-by-side clusters)."""
+    return HdfsCluster(
+        base_dir,
+        rpc_port=free_port(),
+        http_port=free_port(),
+        datanode_port=free_port(),
+        datanode_http_port=free_port(),
+        datanode_ipc_port=free_port(),
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child still answers kill(0); treat it as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def _site_xml(props: dict[str, str]) -> str:
+    body = "".join(f"  <property><name>{k}</name><value>{v}</value></property>\n" for k, v in props.items())
+    return f'<?xml version="1.0"?>\n<configuration>\n{body}</configuration>\n'
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["start", "stop", "status"])
+    parser.add_argument("--dir", default=str(PROJECT_DIR / ".cache" / "hdfs"), help="data, config, logs, PIDs")
+    parser.add_argument("--rpc-port", type=int, default=8020)
+    parser.add_argument("--http-port", type=int, default=9870)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    state = Path(args.dir) / STATE_FILE
+    if args.command == "start":
+        cluster = HdfsCluster.load(args.dir) if state.exists() else HdfsCluster(args.dir)
+        if not cluster.running():
+            cluster = HdfsCluster(args.dir, rpc_port=args.rpc_port, http_port=args.http_port)
+        cluster.start()
+        print(f"HDFS running: {cluster.uri}  WebHDFS: http://{cluster.host}:{cluster.http_port}")
+        print(f"export SPARKVISION_ROOT={cluster.uri}/sparkvision")
+        print(f"export AIRFLOW_CONN_WEBHDFS_DEFAULT='{cluster.airflow_connection}'")
+        return 0
+    if not state.exists():
+        print(f"no HDFS recorded in {args.dir}")
+        return 0 if args.command == "stop" else 1
+    cluster = HdfsCluster.load(args.dir)
+    if args.command == "stop":
+        cluster.stop()
+        print("HDFS stopped")
+        return 0
+    pids = cluster.pids()
+    print(f"HDFS {cluster.uri}: " + (", ".join(f"{d} pid {p}" for d, p in pids.items()) or "not running"))
+    return 0 if cluster.running() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

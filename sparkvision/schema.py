@@ -1,0 +1,85 @@
+"""Column names, table schemas and the image shape: named once, imported everywhere."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+# curated/<dataset>/<version>/images.parquet
+ID = "id"  # stable id: hash of the file's path inside the drop
+PATH = "path"  # path relative to the drop, "<label>/<...>/<file>"
+LABEL = "label"
+LABEL_INDEX = "label_index"
+SOURCE_SPLIT = "source_split"  # split given by the source ("train"/"test") or null
+CONTENT_HASH = "content_hash"  # sha256 of the file's bytes
+ORIG_HEIGHT = "orig_height"
+ORIG_WIDTH = "orig_width"
+ORIG_CHANNELS = "orig_channels"
+PIXELS = "pixels"  # fixed-shape uint8, row-major height x width x channels
+# curated/<dataset>/<version>/rejects.parquet
+REASON = "reason"
+DETAIL = "detail"
+SIZE = "size"
+# tensors/<dataset>/<version>/<split>/
+SPLIT = "split"
+
+IMAGES_SCHEMA = pa.schema(
+    [
+        (ID, pa.string()),
+        (PATH, pa.string()),
+        (LABEL, pa.string()),
+        (LABEL_INDEX, pa.int32()),
+        (SOURCE_SPLIT, pa.string()),
+        (CONTENT_HASH, pa.string()),
+        (ORIG_HEIGHT, pa.int32()),
+        (ORIG_WIDTH, pa.int32()),
+        (ORIG_CHANNELS, pa.int32()),
+        (PIXELS, pa.binary()),
+    ]
+)
+#: What the decode step emits for every file: an image row, or a reason it was rejected.
+DECODED_SCHEMA = pa.schema(
+    [
+        *[field for field in IMAGES_SCHEMA if field.name != LABEL_INDEX],
+        (SIZE, pa.int64()),
+        (REASON, pa.string()),
+        (DETAIL, pa.string()),
+    ]
+)
+TENSOR_SCHEMA = pa.schema([(ID, pa.string()), (LABEL_INDEX, pa.int32()), (PIXELS, pa.binary())])
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """The fixed shape every curated image is converted to."""
+
+    height: int = 28
+    width: int = 28
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.height <= 4096 and 1 <= self.width <= 4096):
+            raise ValueError(f"image size {self.height}x{self.width} outside 1..4096")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grayscale) or 3 (colour), got {self.channels}")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, self.channels)
+
+    @property
+    def nbytes(self) -> int:
+        return self.height * self.width * self.channels
+
+    def __str__(self) -> str:
+        return f"{self.height}x{self.width}x{self.channels}"
+
+    @classmethod
+    def parse(cls, text: str) -> ImageSpec:
+        """Parse ``HxWxC`` (e.g. ``28x28x1``, ``64x64x3``)."""
+        match = re.fullmatch(r"(\d+)x(\d+)x(\d+)", text.strip())
+        if not match:
+            raise ValueError(f"image shape {text!r} is not HEIGHTxWIDTHxCHANNELS, e.g. 28x28x1")
+        return cls(*(int(part) for part in match.groups()))

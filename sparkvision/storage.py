@@ -1,0 +1,146 @@
+"""File operations on the storage root through Spark's own Hadoop filesystem client.
+
+One code path serves ``file://`` and ``hdfs://`` roots: the JVM's ``org.apache.hadoop.fs``
+classes, reached through the SparkSession's py4j gateway. Spark jobs use it for what is not a
+DataFrame: small JSON files, ``_SUCCESS`` markers, commits by rename and copies of model files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class HadoopFS:
+    """A thin Pythonic wrapper over ``FileSystem``/``FileContext`` for one SparkSession."""
+
+    def __init__(self, spark: Any) -> None:
+        self._jvm = spark._jvm
+        self._conf = spark._jsc.hadoopConfiguration()
+
+    def _path(self, uri: str) -> Any:
+        return self._jvm.org.apache.hadoop.fs.Path(uri)
+
+    def _fs(self, uri: str) -> Any:
+        fs = self._path(uri).getFileSystem(self._conf)
+        fs.setWriteChecksum(False)  # no .crc siblings next to files on file:// roots
+        return fs
+
+    def exists(self, uri: str) -> bool:
+        return bool(self._fs(uri).exists(self._path(uri)))
+
+    def is_dir(self, uri: str) -> bool:
+        return bool(self._fs(uri).isDirectory(self._path(uri)))
+
+    def mkdirs(self, uri: str) -> None:
+        self._fs(uri).mkdirs(self._path(uri))
+
+    def delete(self, uri: str) -> None:
+        """Delete a file or a whole directory; a missing path is not an error."""
+        self._fs(uri).delete(self._path(uri), True)
+
+    def list(self, uri: str) -> list[str]:
+        """The names (not paths) of the entries of a directory, sorted; [] when it is missing."""
+        if not self.exists(uri):
+            return []
+        return sorted(status.getPath().getName() for status in self._fs(uri).listStatus(self._path(uri)))
+
+    def read_bytes(self, uri: str) -> bytes:
+        stream = self._fs(uri).open(self._path(uri))
+        out = self._jvm.java.io.ByteArrayOutputStream()
+        try:
+            self._jvm.org.apache.hadoop.io.IOUtils.copyBytes(stream, out, 65536, False)
+        finally:
+            stream.close()
+        return bytes(out.toByteArray())  # py4j hands byte[] over by value
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        """Write a whole file (overwriting). Readers see it complete only with write_atomic."""
+        stream = self._fs(uri).create(self._path(uri), True)
+        try:
+            stream.write(bytearray(data))
+        finally:
+            stream.close()
+
+    def read_text(self, uri: str) -> str:
+        return self.read_bytes(uri).decode("utf-8")
+
+    def read_json(self, uri: str) -> Any:
+        return json.loads(self.read_text(uri))
+
+    def write_atomic(self, uri: str, data: bytes) -> None:
+        """Write to a hidden sibling, then rename over ``uri``: readers never see a partial file."""
+        parent, name = uri.rsplit("/", 1)
+        tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
+        self.write_bytes(tmp, data)
+        self.rename(tmp, uri, overwrite=True)
+
+    def write_json(self, uri: str, value: Any) -> None:
+        self.write_atomic(uri, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+    def touch(self, uri: str) -> None:
+        self.write_bytes(uri, b"")
+
+    def rename(self, src: str, dst: str, overwrite: bool = False) -> None:
+        """Rename ``src`` to exactly ``dst``.
+
+        Unlike ``FileSystem.rename`` this never moves ``src`` *into* an existing directory: with
+        ``overwrite=False`` it raises FileExistsError when ``dst`` exists (the atomic claim that a
+        publish relies on); with ``overwrite=True`` it replaces a file or an empty directory.
+        """
+        rename_options = self._jvm.org.apache.hadoop.fs.Options.Rename
+        option = rename_options.OVERWRITE if overwrite else rename_options.NONE
+        options = self._jvm.java.lang.reflect.Array.newInstance(rename_options._java_lang_class, 1)
+        options[0] = option
+        context = self._jvm.org.apache.hadoop.fs.FileContext.getFileContext(self._path(dst).toUri(), self._conf)
+        try:
+            context.rename(self._path(src), self._path(dst), options)
+        except Exception as exc:  # py4j wraps the Java exception
+            if "FileAlreadyExistsException" in str(exc):
+                raise FileExistsError(dst) from exc
+            raise
+
+    def copy(self, src: str, dst: str) -> None:
+        """Copy a file or directory tree to ``dst`` (possibly across filesystems)."""
+        ok = self._jvm.org.apache.hadoop.fs.FileUtil.copy(
+            self._fs(src), self._path(src), self._fs(dst), self._path(dst), False, self._conf
+        )
+        if not ok:
+            raise OSError(f"could not copy {src} to {dst}")
+
+    def copy_to_local(self, uri: str, local_dir: str) -> None:
+        """Copy a file or directory tree to ``local_dir`` (created as the copy itself)."""
+        self._fs(uri).copyToLocalFile(False, self._path(uri), self._path(f"file://{local_dir}"), True)
+
+    def copy_from_local(self, local_path: str, uri: str) -> None:
+        """Copy a local file or directory tree to ``uri`` (which must not exist yet)."""
+        self._fs(uri).copyFromLocalFile(False, True, self._path(f"file://{local_path}"), self._path(uri))
+
+    @contextmanager
+    def staged_dir(self, final: str) -> Iterator[str]:
+        """Yield a hidden temporary sibling of ``final``; on success, replace ``final`` by it.
+
+        A job killed inside the block leaves only a ``.<name>.<id>.tmp`` folder that no reader
+        looks at and the next run removes; ``final`` is either the old or the new content.
+        """
+        parent, name = final.rsplit("/", 1)
+        for stale in self.list(parent):
+            if stale.startswith(f".{name}.") and stale.endswith(".tmp"):
+                log.info("removing leftover %s/%s of an interrupted run", parent, stale)
+                self.delete(f"{parent}/{stale}")
+        tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
+        self.mkdirs(tmp)
+        try:
+            yield tmp
+        except BaseException:
+            self.delete(tmp)
+            raise
+        if self.exists(final):
+            self.delete(final)
+        self.rename(tmp, final)

@@ -1,0 +1,57 @@
+"""Session-wide fixtures: one SparkSession and one real HDFS per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from sparkvision.hdfs_cluster import HdfsCluster, with_free_ports
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A local[2] SparkSession shared by the whole session (JVM start costs seconds)."""
+    from pyspark.sql import SparkSession
+
+    session = (SparkSession.builder.master("local[2]").appName("sparkvision-tests")
+               .config("spark.ui.enabled", "false")
+               .config("spark.sql.shuffle.partitions", "4")
+               .config("spark.log.level", "WARN")
+               .getOrCreate())
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def hadoop_fs(spark):
+    from sparkvision.storage import HadoopFS
+
+    return HadoopFS(spark)
+
+
+@pytest.fixture(scope="session")
+def hdfs(tmp_path_factory) -> HdfsCluster:
+    """A real single-node HDFS (NameNode + DataNode) on free loopback ports, stopped at the end."""
+    cluster = with_free_ports(str(tmp_path_factory.mktemp("hdfs")))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["file", "hdfs"])
+def root(request, tmp_path) -> str:
+    """A fresh storage root on the local filesystem and on the session's HDFS."""
+    if request.param == "file":
+        return (tmp_path / "root").as_uri()
+    cluster: HdfsCluster = request.getfixturevalue("hdfs")
+    return f"{cluster.uri}/t/{tmp_path.name}"
+
+
+@pytest.fixture(scope="session")
+def project_dir() -> Path:
+    return Path(__file__).resolve().parent.parent
