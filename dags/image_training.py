@@ -14,6 +14,11 @@ when it is left empty, so the daily schedule and backfills each get their own pa
 | `evaluate` | test metrics, plots, champion comparison, blessing | `runs/<model>/<run id>/evaluation/` |
 | `check_blessed` | skips publishing (and says why) when not blessed | |
 | `publish` | next integer version, TF Serving layout, `LATEST` | `models/<model>/<version>/` |
+| `announce` | the `sparkvision_published_models` Asset event, extra = model, version, uri | |
+
+A model that is not blessed stays in `runs/<model>/<run id>/`: `check_blessed` logs the reason and
+skips `publish` and `announce`. Roll `LATEST` back with
+`spark-submit spark_jobs/publish.py --root <root> --model <model> --rollback-to <version>`.
 
 The storage root (`SPARKVISION_ROOT`: `file://...` or `hdfs://...`) and the Spark master
 (`AIRFLOW_CONN_SPARK_DEFAULT`) are deployment settings; this file does not change between a
@@ -81,7 +86,28 @@ with DAG(
         "architecture": Param(TRAIN.architecture, type="string", enum=list(ARCHITECTURES)),
         "epochs": Param(TRAIN.epochs, type="integer", minimum=1, maximum=1000),
         "batch_size": Param(TRAIN.batch_size, type="integer", minimum=1, maximum=65536),
-        "learning_rate": Param(TRAIN.learning_rate, type="number", exclusiveMinimum=0, exclusiveMaximum=1),
+        "learning_rate": Param(
+            TRAIN.learning_rate,
+            type="number",
+            exclusiveMinimum=0,
+            exclusiveMaximum=1,
+            description="Peak learning rate (cosine decay over the epochs)",
+        ),
+        "augment": Param(TRAIN.augment, type="boolean", description="Random flips and shifts of the training images"),
+        "early_stopping_patience": Param(
+            TRAIN.early_stopping_patience,
+            type="integer",
+            minimum=0,
+            maximum=1000,
+            description="Stop after this many epochs without a validation accuracy gain (0: never)",
+        ),
+        "max_train_minutes": Param(
+            TRAIN.max_train_minutes,
+            type="number",
+            minimum=0,
+            maximum=10080,
+            description="Training time budget in minutes (0: none)",
+        ),
         "min_accuracy": Param(
             EVAL.min_accuracy,
             type="number",
@@ -140,6 +166,11 @@ with DAG(
             "{{ params.batch_size }}",
             "--learning-rate",
             "{{ params.learning_rate }}",
+            "{{ '--augment' if params.augment else '--no-augment' }}",
+            "--early-stopping-patience",
+            "{{ params.early_stopping_patience }}",
+            "--max-train-minutes",
+            "{{ params.max_train_minutes }}",
         ],
     )
     wait_for_run = artifact_sensor("wait_for_run", ROOT, f"{RUN_DIR}/_SUCCESS")
@@ -173,8 +204,23 @@ with DAG(
         "publish",
         "publish",
         ["--root", ROOT, "--model", R["model"], "--run-id", R["run_id"], "--airflow-run-id", "{{ run_id }}"],
-        outlets=[PUBLISHED_MODELS],
     )
+
+    @task(outlets=[PUBLISHED_MODELS])
+    def announce(resolved_run: dict, outlet_events=None) -> dict:
+        """Emit the Asset event for the version this run published (skipped when nothing new)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from sparkvision.orchestration import read_json
+
+        published = read_json(f"{ROOT}/runs/{resolved_run['model']}/{resolved_run['run_id']}/published.json")
+        if not published["new"]:
+            raise AirflowSkipException(f"no new model version: {published['reason']}")
+        outlet_events[PUBLISHED_MODELS].extra = {
+            key: published[key] for key in ("model", "version", "uri", "run_id", "test_accuracy")
+        }
+        print(f"announced {published['model']} version {published['version']} at {published['uri']}")
+        return published
 
     (
         resolved
@@ -189,4 +235,5 @@ with DAG(
         >> wait_for_evaluation
         >> check_blessed(resolved)
         >> publish
+        >> announce(resolved)
     )

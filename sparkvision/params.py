@@ -16,12 +16,24 @@ DEFAULT_MODEL = "fashion_cnn"
 
 @dataclass(frozen=True)
 class TrainParams:
-    architecture: str = "reference"
-    epochs: int = 3
+    """Hyperparameters of one training run; every one of them is part of the run id."""
+
+    #: "stronger" reaches >= 0.93 test accuracy on Fashion-MNIST within the time budget on 2 cores;
+    #: "reference" is the original design's CNN (about 0.90 after 3 epochs), kept as the baseline.
+    architecture: str = "stronger"
+    epochs: int = 14
     batch_size: int = 128
-    learning_rate: float = 1e-3
+    #: Peak Adam learning rate; it decays along a cosine over ``epochs``.
+    learning_rate: float = 2e-3
+    #: Rows mixed in the streaming shuffle pool (bounded memory: about 16 MB at 28x28x1).
     shuffle_buffer: int = 20_000
     seed: int = 42
+    #: Random horizontal flip and small shifts, active only while training.
+    augment: bool = False
+    #: Stop when validation accuracy has not improved for this many epochs (0: never).
+    early_stopping_patience: int = 4
+    #: Stop before an epoch that would end past this many minutes of training (0: no budget).
+    max_train_minutes: float = 10.0
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -34,6 +46,12 @@ class TrainParams:
             raise ValueError(f"learning_rate must be within (0, 1), got {self.learning_rate}")
         if self.shuffle_buffer < 0:
             raise ValueError(f"shuffle_buffer must be >= 0, got {self.shuffle_buffer}")
+        if not isinstance(self.augment, bool):
+            raise ValueError(f"augment must be true or false, got {self.augment!r}")
+        if not 0 <= self.early_stopping_patience <= 1000:
+            raise ValueError(f"early_stopping_patience must be within 0..1000, got {self.early_stopping_patience}")
+        if not 0 <= self.max_train_minutes <= 7 * 24 * 60:
+            raise ValueError(f"max_train_minutes must be within 0..10080, got {self.max_train_minutes}")
 
     def fingerprint(self) -> str:
         """A short hash of every parameter: part of the run id."""

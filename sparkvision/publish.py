@@ -4,7 +4,14 @@
 the Keras file, metrics.json, the evaluation plots, model_card.md and lineage.json. A version is
 staged in a hidden folder and claimed by a rename that fails when the version exists, so two
 publishers never share a version and nobody sees a partial one; ``LATEST`` is written last.
-Publishing a run that is already published changes nothing.
+Publishing a run that is already published changes nothing, also when two publishers of the
+same run race: each run is first claimed under ``.claims/<run id>`` (an atomic create), and the
+publisher that loses the claim waits for the winner's version instead of making a second one.
+Every publish writes ``published.json`` (model, version, uri, new) into the run directory: the
+DAG's ``announce`` task reads it for the Asset event.
+
+Roll back with ``spark-submit spark_jobs/publish.py --root <root> --model <model> --rollback-to N``:
+``LATEST`` then points at version N; no version is ever changed or deleted.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import socket
 import subprocess
 import time
 import uuid
@@ -25,6 +33,10 @@ from sparkvision.train import EXPORT_DIR, MODEL_FILE, PARAMS_FILE
 log = logging.getLogger(__name__)
 
 LINEAGE_FILE = "lineage.json"
+PUBLISHED_FILE = "published.json"  # in the run directory: what publishing this run gave
+CLAIMS_DIR = ".claims"
+#: A claim older than this whose publisher is gone is taken over (a publisher killed mid-way).
+STALE_CLAIM_SECONDS = 600
 PACKAGES = (
     "sparkvision",
     "tensorflow-cpu",
@@ -88,13 +100,17 @@ def model_card(model: str, version: int, metrics: dict, lineage: dict) -> str:
         for label, m in metrics["per_class"].items()
     )
     train = lineage["train_params"]
+    split_counts = lineage.get("counts") or {}
+    counts = " / ".join(str(split_counts.get(split, "?")) for split in ("train", "validation", "test"))
+    champion = metrics.get("champion")
     return f"""# {model} version {version}
 
 Image classifier trained by sparkvision on **{lineage["dataset"]} {lineage["dataset_version"]}**
 (curated content hash `{lineage["curated_content_hash"]}`), run `{lineage["run_id"]}`.
 
+- Images (train / validation / test): {counts}
 - Test accuracy: **{metrics["accuracy"]:.4f}** on {metrics["test_images"]} images, macro F1 {metrics["macro_f1"]:.4f}
-- Evaluation: {metrics["reason"]}
+- Evaluation: {metrics["reason"]}; champion at evaluation: {json.dumps(champion) if champion else "none"}
 - Parameters: `{json.dumps(train["params"], sort_keys=True)}`
 - Code: git `{lineage["git_commit"]}`; packages `{json.dumps(lineage["packages"], sort_keys=True)}`
 - Airflow run: `{lineage["airflow_run_id"]}`; published {lineage["published_at"]}
@@ -111,8 +127,22 @@ output class probabilities), or load `model.keras` with Keras.
 """
 
 
-def publish(fs, model_paths: ModelPaths, run_id: str, airflow_run_id: str | None = None) -> dict:
-    """Publish run ``run_id``; return {"version", "uri", "new", "reason"}."""
+def find_published(fs, model_paths: ModelPaths, run_id: str) -> int | None:
+    """The version that holds run ``run_id``, or None."""
+    for version in published_versions(fs, model_paths):
+        lineage_uri = f"{model_paths.version(version)}/{LINEAGE_FILE}"
+        if fs.exists(lineage_uri) and fs.read_json(lineage_uri).get("run_id") == run_id:
+            return version
+    return None
+
+
+def publish(
+    fs, model_paths: ModelPaths, run_id: str, airflow_run_id: str | None = None, wait_seconds: float = 300
+) -> dict:
+    """Publish run ``run_id``; return {"model", "version", "uri", "new", "reason", ...}.
+
+    Raises NotBlessedError when the run's evaluation did not bless it.
+    """
     run_uri = model_paths.run(run_id)
     evaluation = f"{run_uri}/{EVALUATION_DIR}"
     if not fs.exists(f"{evaluation}/{SUCCESS}"):
@@ -120,15 +150,92 @@ def publish(fs, model_paths: ModelPaths, run_id: str, airflow_run_id: str | None
     metrics = fs.read_json(f"{evaluation}/{METRICS_FILE}")
     if not metrics["blessed"]:
         raise NotBlessedError(f"run {run_id} is not blessed ({metrics['reason']}); it stays in {run_uri}")
-    for version in published_versions(fs, model_paths):
-        lineage_uri = f"{model_paths.version(version)}/{LINEAGE_FILE}"
-        if fs.exists(lineage_uri) and fs.read_json(lineage_uri).get("run_id") == run_id:
+    fs.mkdirs(f"{model_paths.published}/{CLAIMS_DIR}")
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        version = find_published(fs, model_paths, run_id)
+        if version is not None:
             reason = f"run {run_id} is already published as version {version}; no new version"
             log.info(reason)
-            return {"version": version, "uri": model_paths.version(version), "new": False, "reason": reason}
+            return _record(fs, model_paths, run_id, version, False, reason, metrics)
+        if _claim(fs, model_paths, run_id):
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} is claimed by another publisher that did not finish in {wait_seconds}s")
+        time.sleep(0.5)  # another publisher is publishing this very run: wait for its version
+    try:
+        # The claim is ours; a publisher that held it before may have finished in between.
+        version = find_published(fs, model_paths, run_id)
+        if version is not None:
+            reason = f"run {run_id} is already published as version {version}; no new version"
+            return _record(fs, model_paths, run_id, version, False, reason, metrics)
+        version, previous = _publish_new(fs, model_paths, run_id, run_uri, metrics, airflow_run_id)
+    finally:
+        fs.delete(_claim_uri(model_paths, run_id))
+    reason = f"new run {run_id} (test accuracy {metrics['accuracy']:.4f}); " + (
+        f"previous latest was version {previous}" if previous else "first version of this model"
+    )
+    log.info("published %s as version %d: %s", model_paths.model, version, reason)
+    return _record(fs, model_paths, run_id, version, True, reason, metrics)
 
+
+def _claim_uri(model_paths: ModelPaths, run_id: str) -> str:
+    return f"{model_paths.published}/{CLAIMS_DIR}/{run_id}"
+
+
+def _claim(fs, model_paths: ModelPaths, run_id: str) -> bool:
+    """Atomically claim the right to publish ``run_id`` (False: someone else holds it)."""
+    uri = _claim_uri(model_paths, run_id)
+    owner = {"host": socket.gethostname(), "pid": os.getpid(), "at": time.time()}
+    tmp = f"{uri}.{uuid.uuid4().hex}.tmp"
+    fs.write_bytes(tmp, json.dumps(owner).encode())
+    try:
+        fs.rename(tmp, uri)  # fails when the claim exists: exactly one publisher wins
+        return True
+    except FileExistsError:
+        fs.delete(tmp)
+    try:
+        holder = fs.read_json(uri)
+    except Exception:  # released between our rename and this read
+        return False
+    dead = holder.get("host") == owner["host"] and not _alive(int(holder.get("pid", 0)))
+    if dead or time.time() - float(holder.get("at", 0)) > STALE_CLAIM_SECONDS:
+        log.warning("taking over the stale publish claim of %s (%s)", run_id, holder)
+        fs.delete(uri)
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
+def _record(fs, model_paths: ModelPaths, run_id: str, version: int, new: bool, reason: str, metrics: dict) -> dict:
+    """Write the run's published.json (what the DAG's Asset event carries) and return it."""
+    result = {
+        "model": model_paths.model,
+        "version": version,
+        "uri": model_paths.version(version),
+        "run_id": run_id,
+        "new": new,
+        "reason": reason,
+        "test_accuracy": metrics["accuracy"],
+    }
+    fs.write_json(f"{model_paths.run(run_id)}/{PUBLISHED_FILE}", result)
+    return result
+
+
+def _publish_new(
+    fs, model_paths: ModelPaths, run_id: str, run_uri: str, metrics: dict, airflow_run_id: str | None
+) -> tuple[int, int | None]:
+    """Stage the version in a hidden folder, claim the next free integer by rename, then LATEST."""
+    evaluation = f"{run_uri}/{EVALUATION_DIR}"
     train_params = fs.read_json(f"{run_uri}/{PARAMS_FILE}")
-    fs.mkdirs(model_paths.published)
     staging = f"{model_paths.published}/.publish-{uuid.uuid4().hex}.tmp"
     try:
         fs.copy(f"{run_uri}/{EXPORT_DIR}", staging)  # saved_model.pb, variables/, assets/
@@ -144,6 +251,7 @@ def publish(fs, model_paths: ModelPaths, run_id: str, airflow_run_id: str | None
             "dataset_version": metrics["version"],
             "curated_content_hash": train_params["curated_content_hash"],
             "tensors": train_params["tensors"],
+            "counts": train_params.get("counts"),
             "train_params": train_params,
             "test_accuracy": metrics["accuracy"],
             "previous_latest": previous,
@@ -168,11 +276,7 @@ def publish(fs, model_paths: ModelPaths, run_id: str, airflow_run_id: str | None
         raise
     # LATEST goes to the highest version, so racing publishers converge on the same pointer.
     set_latest(fs, model_paths, published_versions(fs, model_paths)[-1])
-    reason = f"new run {run_id} (test accuracy {metrics['accuracy']:.4f}); " + (
-        f"previous latest was version {previous}" if previous else "first version of this model"
-    )
-    log.info("published %s as version %d: %s", model_paths.model, version, reason)
-    return {"version": version, "uri": model_paths.version(version), "new": True, "reason": reason}
+    return version, previous
 
 
 def rollback(fs, model_paths: ModelPaths, version: int) -> None:

@@ -32,6 +32,7 @@ def resolve_run(root: str, params: dict, when: datetime) -> dict:
             epochs=int(params["epochs"]),
             batch_size=int(params["batch_size"]),
             learning_rate=float(params["learning_rate"]),
+            **_optional_train_params(params),
         )
         EvalParams(float(params["min_accuracy"]), float(params["max_regression"]))
     except (KeyError, TypeError, ValueError) as exc:
@@ -42,3 +43,25 @@ def resolve_run(root: str, params: dict, when: datetime) -> dict:
         "model": params["model"],
         "run_id": run_id(dataset_paths.dataset, dataset_paths.version, train),
     }
+
+
+def _optional_train_params(params: dict) -> dict:
+    """Training parameters a run may leave out (older parameter forms): their defaults apply."""
+    casts = {
+        "augment": _as_bool,
+        "early_stopping_patience": int,
+        "max_train_minutes": float,
+        "shuffle_buffer": int,
+        "seed": int,
+    }
+    return {key: cast(params[key]) for key, cast in casts.items() if params.get(key) is not None}
+
+
+def _as_bool(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in {"true", "1", "yes"}:
+        return True
+    if str(value).lower() in {"false", "0", "no"}:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 BUCKETS = 10_000
 #: Rows per Parquet row group: small enough to stream, large enough to read fast.
-ROWS_PER_ROW_GROUP = 8192
+ROWS_PER_ROW_GROUP = 4096
 #: Rows per output file of a split.
 ROWS_PER_FILE = 200_000
 
@@ -85,10 +85,12 @@ def run_tensorize(spark, paths: DatasetPaths, params: SplitParams) -> dict:
         for row in images.groupBy(schema.SPLIT, schema.LABEL_INDEX).count().collect():
             per_label[row[schema.SPLIT]][str(row[schema.LABEL_INDEX])] = row["count"]
         channel_stats = _channel_stats(images.filter(F.col(schema.SPLIT) == "train"), channels)
-        # Small row groups so that a reader holds one group at a time.
-        spark.sparkContext._jsc.hadoopConfiguration().setInt(
-            "parquet.block.size", ROWS_PER_ROW_GROUP * height * width * channels
-        )
+        # Small row groups so that a reader holds one group at a time; the writer checks the size
+        # every 100-1000 rows (default up to 10,000, which overshoots the target for small images).
+        hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
+        hadoop_conf.setInt("parquet.block.size", ROWS_PER_ROW_GROUP * height * width * channels)
+        hadoop_conf.setInt("parquet.block.size.row.check.min", 100)
+        hadoop_conf.setInt("parquet.block.size.row.check.max", 1000)
         fs.mkdirs(paths.tensors.rsplit("/", 1)[0])
         with fs.staged_dir(paths.tensors) as tmp:
             for split in SPLITS:

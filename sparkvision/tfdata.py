@@ -1,7 +1,10 @@
 """Stream tensor shards (Parquet) into tf.data with bounded memory.
 
-Only one Parquet row group per file is decoded at a time; rows are shuffled through a bounded
-buffer. Pixels go from the Arrow buffer to numpy without a per-row Python loop.
+One Parquet row group is decoded at a time, straight from the Arrow buffer into numpy (no
+per-row Python loop). Shuffling happens in numpy over a bounded pool of rows drawn from many
+row groups (files and row groups are also read in a new random order every epoch), and the
+generator hands tf.data whole batches: per-batch, not per-image, work on the Python side keeps
+the streamed input as fast as ``model.fit`` on in-memory arrays.
 """
 
 from __future__ import annotations
@@ -42,9 +45,9 @@ def pixels_to_array(column: pa.Array | pa.ChunkedArray, shape: tuple[int, int, i
 
 
 def iter_chunks(
-    files: list[Path], shape: tuple[int, int, int], seed: int | None = None, batch_rows: int = 8192
+    files: list[Path], shape: tuple[int, int, int], seed: int | None = None
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(images, labels) chunks, one row group's worth at a time; shuffled order when seed is set."""
+    """(images, labels), one Parquet row group at a time; files and groups in random order when seeded."""
     rng = np.random.default_rng(seed) if seed is not None else None
     order = list(files)
     if rng is not None:
@@ -55,15 +58,46 @@ def iter_chunks(
         if rng is not None:
             rng.shuffle(groups)
         for group in groups:
-            for batch in parquet.iter_batches(
-                batch_size=batch_rows, row_groups=[group], columns=[schema.PIXELS, schema.LABEL_INDEX]
-            ):
-                x = pixels_to_array(batch.column(schema.PIXELS), shape)
-                y = batch.column(schema.LABEL_INDEX).to_numpy().astype(np.int32)
-                if rng is not None:
-                    permutation = rng.permutation(len(y))
-                    x, y = x[permutation], y[permutation]
-                yield x, y
+            table = parquet.read_row_group(group, columns=[schema.PIXELS, schema.LABEL_INDEX])
+            if table.num_rows == 0:
+                continue
+            x = pixels_to_array(table.column(schema.PIXELS), shape)
+            y = table.column(schema.LABEL_INDEX).to_numpy().astype(np.int32)
+            yield x, y
+
+
+def iter_batches(
+    chunks: Iterator[tuple[np.ndarray, np.ndarray]], batch_size: int, shuffle_buffer: int = 0, seed: int = 0
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Whole batches from row-group chunks, rows shuffled through a pool of about ``shuffle_buffer``.
+
+    Every batch is full except possibly the last one, so an epoch has ceil(rows / batch_size)
+    batches. Memory: the pool (at most ``shuffle_buffer`` + one row group + one batch of rows).
+    """
+    rng = np.random.default_rng(seed)
+    pool_x: np.ndarray | None = None
+    pool_y: np.ndarray | None = None
+    for x, y in chunks:
+        if pool_x is None:
+            pool_x, pool_y = x, y
+        else:
+            pool_x, pool_y = np.concatenate([pool_x, x]), np.concatenate([pool_y, y])
+        ready = (len(pool_y) - shuffle_buffer) // batch_size * batch_size
+        if ready <= 0:
+            continue
+        if shuffle_buffer:
+            order = rng.permutation(len(pool_y))
+            pool_x, pool_y = pool_x[order], pool_y[order]
+        for start in range(0, ready, batch_size):
+            yield pool_x[start : start + batch_size], pool_y[start : start + batch_size]
+        # A copy, so the pool does not pin the big array it was sliced from.
+        pool_x, pool_y = pool_x[ready:].copy(), pool_y[ready:].copy()
+    if pool_y is not None and len(pool_y):
+        if shuffle_buffer:
+            order = rng.permutation(len(pool_y))
+            pool_x, pool_y = pool_x[order], pool_y[order]
+        for start in range(0, len(pool_y), batch_size):
+            yield pool_x[start : start + batch_size], pool_y[start : start + batch_size]
 
 
 def count_rows(files: list[Path]) -> int:
@@ -71,28 +105,31 @@ def count_rows(files: list[Path]) -> int:
 
 
 def make_dataset(
-    split_dir: str | Path, shape: tuple[int, int, int], batch_size: int, shuffle_buffer: int = 0, seed: int = 0
+    split_dir: str | Path | list[Path],
+    shape: tuple[int, int, int],
+    batch_size: int,
+    shuffle_buffer: int = 0,
+    seed: int = 0,
 ):
     """A tf.data.Dataset of (uint8 images, int32 labels) batches streamed from Parquet.
 
-    With ``shuffle_buffer`` > 0, every epoch reads files and row groups in a new order and
-    mixes rows through a buffer of that many images; memory stays bounded by the buffer and
-    one row group, whatever the size of the split.
+    ``split_dir`` is a split folder (or a list of its shard files). With ``shuffle_buffer`` > 0,
+    every epoch reads files and row groups in a new order and mixes rows through a numpy pool of
+    that many images; memory stays bounded by the pool and one row group, whatever the size of
+    the split. Without it the order is the files' order (evaluation).
     """
     import tensorflow as tf
 
-    files = shard_files(split_dir)
+    files = list(split_dir) if isinstance(split_dir, list) else shard_files(split_dir)
     epoch = {"n": 0}
 
     def generator():
         epoch["n"] += 1
-        yield from iter_chunks(files, shape, seed=seed + epoch["n"] if shuffle_buffer else None)
+        epoch_seed = seed * 1_000_003 + epoch["n"]
+        chunks = iter_chunks(files, shape, seed=epoch_seed if shuffle_buffer else None)
+        yield from iter_batches(chunks, batch_size, shuffle_buffer, seed=epoch_seed)
 
     signature = (tf.TensorSpec((None, *shape), tf.uint8), tf.TensorSpec((None,), tf.int32))
     dataset = tf.data.Dataset.from_generator(generator, output_signature=signature)
-    if shuffle_buffer:
-        dataset = dataset.unbatch().shuffle(shuffle_buffer, seed=seed).batch(batch_size)
-    else:
-        dataset = dataset.rebatch(batch_size)
     batches = -(-count_rows(files) // batch_size)
-    return dataset.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(tf.data.AUTOTUNE)
+    return dataset.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(4)

@@ -1,13 +1,24 @@
 """Train the Keras CNN on streamed tensor shards, with per-epoch checkpoints and resume.
 
 The run directory ``<root>/runs/<model>/<run id>/`` is named from the dataset version and a
-hash of the training parameters, so a retried task finds its own checkpoints and resumes,
-and a re-run of a finished training returns at once. On an HDFS root the job works in a local
-mirror of the run directory and copies it up after every epoch.
+hash of the training parameters, so a retried task finds its own checkpoint and resumes at the
+epoch after the last finished one, and a re-run of a finished training returns at once. On an
+HDFS root the job works in a local mirror of the run directory and copies it up after every
+epoch.
+
+Run directory::
+
+    train_params.json   the run's parameters and input (dataset version, content hash)
+    backup/             Keras BackupAndRestore state: weights + optimizer + epoch (every epoch)
+    best.weights.h5     the weights of the best validation accuracy so far
+    history.csv         one row per epoch (loss, accuracy, val_*, seconds, images/s), across resumes
+    history.json        the summary once training finished
+    model.keras         the final model (best weights), export/ its SavedModel; then _SUCCESS
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
@@ -25,9 +36,11 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.keras"
 EXPORT_DIR = "export"  # SavedModel (model.export), copied into TF Serving layout on publish
 BACKUP_DIR = "backup"  # keras BackupAndRestore state: the per-epoch checkpoint
+BEST_WEIGHTS = "best.weights.h5"
 HISTORY_FILE = "history.json"
 HISTORY_CSV = "history.csv"  # one row per epoch, appended across resumes
 PARAMS_FILE = "train_params.json"
+MONITOR = "val_accuracy"
 
 
 class RunDir:
@@ -58,7 +71,7 @@ class RunDir:
 
 
 def local_tensors(fs, paths: DatasetPaths, workdir: Path) -> Path:
-    """A local folder holding the tensor shards: the root itself on file://, else a copy."""
+    """A local folder holding the tensor shards: the root itself on file://, else a copy (on disk)."""
     if not is_hdfs(paths.tensors):
         return Path(uri_path(paths.tensors))
     target = workdir / "tensors"
@@ -68,33 +81,108 @@ def local_tensors(fs, paths: DatasetPaths, workdir: Path) -> Path:
     return target
 
 
-def make_callbacks(run_dir: RunDir, images_per_epoch: int) -> list:
-    """Resume state, the full history (across resumes), progress logs and the per-epoch sync."""
+def read_history(path: Path) -> list[dict]:
+    """The rows of history.csv (every finished epoch, across resumes); [] when there is none."""
+    if not path.exists():
+        return []
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def resume_epoch(run_local: Path) -> int:
+    """The number of epochs a previous attempt finished (0: training starts from scratch)."""
+    metadata = run_local / BACKUP_DIR / "training_metadata.json"
+    if not metadata.exists():
+        return 0
+    try:
+        return int(json.loads(metadata.read_text())["epoch"])
+    except (ValueError, KeyError):
+        return 0
+
+
+def make_callbacks(run_dir: RunDir, params: TrainParams, images_per_epoch: int, previous: list[dict]) -> list:
+    """Checkpoint/resume, best weights, early stopping, time budget, history and progress logs.
+
+    State that must survive a retry (best accuracy, epochs without improvement, seconds spent)
+    is recomputed from ``previous``, the history.csv rows of earlier attempts.
+    """
     import keras
 
-    class EpochLog(keras.callbacks.Callback):
+    best_path = run_dir.local / BEST_WEIGHTS
+    spent_before = sum(float(row.get("seconds") or 0) for row in previous)
+    scores = [float(row[MONITOR]) for row in previous if row.get(MONITOR)]
+
+    class Progress(keras.callbacks.Callback):
+        """Adds seconds and images/s to the epoch's logs (CSVLogger records them) and logs a line."""
+
+        def on_train_begin(self, logs=None):
+            self.spent = spent_before
+
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.monotonic()
 
         def on_epoch_end(self, epoch, logs=None):
             seconds = time.monotonic() - self.started
-            logs = logs or {}
+            self.spent += seconds
+            logs["seconds"] = round(seconds, 2)
+            logs["images_per_s"] = round(images_per_epoch / seconds, 1)
             log.info(
-                "epoch %d: loss %.4f accuracy %.4f val_loss %.4f val_accuracy %.4f  %.0f images/s (%.1fs)",
+                "epoch %d/%d: loss %.4f accuracy %.4f val_loss %.4f val_accuracy %.4f  "
+                "%.0f images/s (%.1fs, %.1f min in all)",
                 epoch + 1,
+                params.epochs,
                 logs.get("loss", float("nan")),
                 logs.get("accuracy", float("nan")),
                 logs.get("val_loss", float("nan")),
                 logs.get("val_accuracy", float("nan")),
                 images_per_epoch / seconds,
                 seconds,
+                self.spent / 60,
             )
+
+    class BestAndStop(keras.callbacks.Callback):
+        """Keeps the best weights on disk; early stopping and the time budget, resume-proof."""
+
+        def __init__(self):
+            super().__init__()
+            self.best = max(scores, default=float("-inf"))
+            self.wait = len(scores) - 1 - scores.index(self.best) if scores else 0
+            self.spent = spent_before
+            self.durations: list[float] = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.durations.append(float(logs.get("seconds", 0)))
+            self.spent += self.durations[-1]
+            score = logs.get(MONITOR)
+            if score is None or score > self.best:
+                self.best = score if score is not None else self.best
+                self.wait = 0
+                self.model.save_weights(best_path)
+            else:
+                self.wait += 1
+            if params.early_stopping_patience and self.wait >= params.early_stopping_patience:
+                log.info("early stopping: no %s gain for %d epochs", MONITOR, self.wait)
+                self.model.stop_training = True
+            # Stop before an epoch that would end past the budget (an epoch takes about the last one's time).
+            budget = params.max_train_minutes * 60
+            if budget and epoch + 1 < params.epochs and self.spent + self.durations[-1] > budget:
+                log.info("time budget: %.1f of %.1f min spent, no time for another epoch", self.spent / 60, budget / 60)
+                self.model.stop_training = True
+
+    class Sync(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
             run_dir.sync()
 
+    # Order matters: Progress adds to the logs before CSVLogger writes them; the checkpoint and
+    # history are on disk before Sync copies the run directory up.
     return [
-        keras.callbacks.BackupAndRestore(str(run_dir.local / BACKUP_DIR), save_freq="epoch", delete_checkpoint=False),
+        Progress(),
+        keras.callbacks.BackupAndRestore(
+            str(run_dir.local / BACKUP_DIR), save_freq="epoch", delete_checkpoint=False, double_checkpoint=True
+        ),
+        BestAndStop(),
         keras.callbacks.CSVLogger(str(run_dir.local / HISTORY_CSV), append=True),
-        EpochLog(),
+        Sync(),
     ]
 
 
@@ -114,6 +202,9 @@ def train(fs, paths: DatasetPaths, model_paths: ModelPaths, params: TrainParams)
         return {"run_id": rid, "run_uri": run_uri, **json.loads(fs.read_text(f"{run_uri}/{HISTORY_FILE}"))}
     stats = fs.read_json(f"{paths.tensors}/stats.json")
     shape = tuple(stats["image_shape"])
+    n_train = stats["counts"]["train"]
+    if not n_train:
+        raise ValueError(f"{paths.tensors} has no training images")
     with tempfile.TemporaryDirectory(prefix="sparkvision-train-") as work:
         run_dir = RunDir(fs, run_uri)
         tensors = local_tensors(fs, paths, Path(work))
@@ -126,44 +217,74 @@ def train(fs, paths: DatasetPaths, model_paths: ModelPaths, params: TrainParams)
                     "params": asdict(params),
                     "tensors": paths.tensors,
                     "curated_content_hash": stats["curated_content_hash"],
+                    "counts": stats["counts"],
                 },
                 indent=2,
             )
         )
         keras.utils.set_random_seed(params.seed)
+        steps = -(-n_train // params.batch_size)
         train_ds = tfdata.make_dataset(tensors / "train", shape, params.batch_size, params.shuffle_buffer, params.seed)
         val_ds = (
-            tfdata.make_dataset(tensors / "validation", shape, params.batch_size)
+            tfdata.make_dataset(tensors / "validation", shape, max(params.batch_size, 512))
             if stats["counts"]["validation"]
             else None
         )
-        model = build_model(params.architecture, shape, stats["num_classes"], params.learning_rate)
+        model = build_model(
+            params.architecture,
+            shape,
+            stats["num_classes"],
+            params.learning_rate,
+            mean=stats.get("channel_mean"),
+            std=stats.get("channel_std"),
+            augment=params.augment,
+            decay_steps=params.epochs * steps,
+            seed=params.seed,
+        )
+        previous = read_history(run_dir.local / HISTORY_CSV)
+        start = resume_epoch(run_dir.local)
+        # history.csv may have a row more than the checkpoint when a kill fell between the two writes.
+        previous = previous[:start]
+        _rewrite_history(run_dir.local / HISTORY_CSV, previous)
+        if start:
+            log.info("resuming run %s from its checkpoint at epoch %d of %d", run_uri, start + 1, params.epochs)
         log.info(
-            "training %s (%d parameters) on %d images for %d epochs, run %s",
+            "training %s (%d parameters) on %d images for up to %d epochs (batch %d), run %s",
             model.name,
             model.count_params(),
-            stats["counts"]["train"],
+            n_train,
             params.epochs,
+            params.batch_size,
             run_uri,
         )
         started = time.monotonic()
-        history = model.fit(
+        model.fit(
             train_ds,
             validation_data=val_ds,
             epochs=params.epochs,
             verbose=0,
-            callbacks=make_callbacks(run_dir, stats["counts"]["train"]),
+            callbacks=make_callbacks(run_dir, params, n_train, previous),
         )
         seconds = time.monotonic() - started
+        if (run_dir.local / BEST_WEIGHTS).exists():
+            model.load_weights(run_dir.local / BEST_WEIGHTS)  # restore the best epoch's weights
         model.save(run_dir.local / MODEL_FILE)
         export = run_dir.local / EXPORT_DIR
         if export.exists():
             shutil.rmtree(export)
         model.export(str(export), format="tf_saved_model", verbose=False)
+        rows = read_history(run_dir.local / HISTORY_CSV)
+        history = {key: [float(row[key]) for row in rows if row.get(key)] for key in (rows[0] if rows else {})}
+        history.pop("epoch", None)
+        scores = history.get(MONITOR, [])
         summary = {
-            "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
-            "epochs_run_now": len(history.epoch),
-            "train_seconds": round(seconds, 1),
+            "history": history,
+            "epochs": len(rows),
+            "resumed_at_epoch": start,
+            "epochs_run_now": len(rows) - start,
+            "best_epoch": scores.index(max(scores)) + 1 if scores else len(rows),
+            "train_seconds": round(sum(history.get("seconds", [])), 1),
+            "train_seconds_now": round(seconds, 1),
             "architecture": params.architecture,
             "parameters": model.count_params(),
         }
@@ -172,5 +293,26 @@ def train(fs, paths: DatasetPaths, model_paths: ModelPaths, params: TrainParams)
         run_dir.sync()
     if run_dir.local != Path(uri_path(run_uri)):
         shutil.rmtree(run_dir.local, ignore_errors=True)
-    log.info("run %s finished in %.1fs", run_uri, seconds)
+    log.info(
+        "run %s finished: %d epochs (best %d, %s %.4f), %.1f s of training",
+        run_uri,
+        summary["epochs"],
+        summary["best_epoch"],
+        MONITOR,
+        max(scores, default=float("nan")),
+        summary["train_seconds"],
+    )
     return {"run_id": rid, "run_uri": run_uri, **summary}
+
+
+def _rewrite_history(path: Path, rows: list[dict]) -> None:
+    """Keep only ``rows`` in history.csv (the epochs the checkpoint holds)."""
+    if not path.exists():
+        return
+    if not rows:
+        path.unlink()
+        return
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
