@@ -82,7 +82,8 @@ def _lay_out_hdfs(paths: DatasetPaths, limit: int | None, source_dir: Path) -> N
 
     from sparkvision.storage import HadoopFS
 
-    spark = (
+    existing = SparkSession.getActiveSession()  # reuse (and leave running) a caller's session
+    spark = existing or (
         SparkSession.builder.master("local[1]")
         .appName("sparkvision-rawdrop")
         .config("spark.ui.enabled", "false")
@@ -101,7 +102,8 @@ def _lay_out_hdfs(paths: DatasetPaths, limit: int | None, source_dir: Path) -> N
                 fs.copy_from_local(f"{local}/drop", tmp)
         log.info("laid out %d images", count)
     finally:
-        spark.stop()
+        if existing is None:
+            spark.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

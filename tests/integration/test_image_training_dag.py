@@ -1,0 +1,130 @@
+"""The whole image_training DAG under `airflow dags test`, on a real HDFS root and on a file:// root.
+
+Each run uses a small slice of Fashion-MNIST and one short epoch: these tests check that every
+stage runs on the real components and hands the next one what it needs, not model quality.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sparkvision import tfdata
+from sparkvision.layout import DatasetPaths, ModelPaths, is_hdfs, uri_path
+from sparkvision.rawdrop import lay_out
+
+pytestmark = pytest.mark.integration
+
+SLICE = 150  # images per source split
+FAST = {"architecture": "reference", "epochs": 1, "batch_size": 64, "min_accuracy": 0.0, "max_regression": 1.0}
+
+
+@pytest.fixture
+def airflow_home(tmp_path_factory):
+    """A fresh SQLite Airflow home per test: each test has its own root, hence its own model Asset."""
+    home = tmp_path_factory.mktemp("airflow")
+    env = airflow_env(home, "file:///unused", None)
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    return home
+
+
+def airflow_env(home: Path, root: str, hdfs) -> dict:
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "SPARKVISION_ROOT": root,
+        "SPARKVISION_SENSOR_POKE_SECONDS": "1",
+        "SPARKVISION_SENSOR_TIMEOUT_SECONDS": "300",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "2",
+    }
+    if hdfs is not None:
+        env["AIRFLOW_CONN_WEBHDFS_DEFAULT"] = hdfs.airflow_connection
+    return env
+
+
+def run_dag(home: Path, root: str, hdfs, conf: dict, logical_date: str) -> str:
+    """`airflow dags test image_training`; return its log, failing with the log's tail if the run failed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "test", "image_training", logical_date, "-c", json.dumps(conf)],
+        env=airflow_env(home, root, hdfs),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    log = result.stdout + result.stderr
+    finished = re.findall(r"DagRun Finished: .*?state=(\w+)", log)
+    assert result.returncode == 0 and finished == ["success"], log[-6000:]
+    return log
+
+
+def local_copy(hadoop_fs, uri: str, tmp_path: Path) -> Path:
+    if not is_hdfs(uri):
+        return Path(uri_path(uri))
+    target = tmp_path / uri.rstrip("/").rsplit("/", 1)[-1]
+    hadoop_fs.copy_to_local(uri, str(target))
+    return target
+
+
+def assert_published_model_predicts(hadoop_fs, root: str, version: int, tmp_path: Path) -> None:
+    """The model at models/fashion_cnn/<version> loads as a SavedModel and predicts (n, 10)."""
+    import tensorflow as tf
+
+    model_uri = ModelPaths(root, "fashion_cnn").version(version)
+    assert hadoop_fs.exists(f"{model_uri}/saved_model.pb") and hadoop_fs.exists(f"{model_uri}/variables")
+    assert hadoop_fs.read_json(f"{model_uri}/metrics.json")["blessed"] is True
+    local = local_copy(hadoop_fs, model_uri, tmp_path / f"model{version}")
+    loaded = tf.saved_model.load(str(local))
+    test_dir = local_copy(hadoop_fs, DatasetPaths(root, "fashion_mnist", "it1").tensor_split("test"), tmp_path)
+    images, _ = next(tfdata.iter_chunks(tfdata.shard_files(test_dir), (28, 28, 1)))
+    probabilities = loaded.serve(tf.constant(images[:32])).numpy()
+    assert probabilities.shape == (32, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
+
+
+def test_dag_end_to_end_on_hdfs(hdfs, hadoop_fs, airflow_home, tmp_path):
+    root = f"{hdfs.uri}/dagtest"
+    lay_out(root, "fashion_mnist", "it1", limit=SLICE)
+    log = run_dag(airflow_home, root, hdfs, {"version": "it1", **FAST}, "2026-11-20")
+    assert "WebHdfsSensor" in log and "FileSensor" not in log
+    model_paths = ModelPaths(root, "fashion_cnn")
+    assert hadoop_fs.read_text(model_paths.latest_pointer).strip() == "1"
+    # the model and its raw input really live on HDFS, as WebHDFS (the sensors' view) confirms
+    assert hdfs.webhdfs_status("/dagtest/models/fashion_cnn/1/saved_model.pb")["type"] == "FILE"
+    assert_published_model_predicts(hadoop_fs, root, 1, tmp_path)
+
+
+def test_dag_end_to_end_on_file_root_is_idempotent_and_versioned(hadoop_fs, airflow_home, tmp_path, spark):
+    root = (tmp_path / "root").as_uri()
+    lay_out(root, "fashion_mnist", "it1", limit=SLICE)
+    run_dag(airflow_home, root, None, {"version": "it1", **FAST}, "2026-11-21")
+    paths = DatasetPaths(root, "fashion_mnist", "it1")
+    model_paths = ModelPaths(root, "fashion_cnn")
+    assert_published_model_predicts(hadoop_fs, root, 1, tmp_path)
+    curated_rows = spark.read.parquet(f"{paths.curated}/images.parquet").count()
+    assert curated_rows == 2 * SLICE
+
+    # the same version again: same outputs, no duplicated rows, no new model version
+    log = run_dag(airflow_home, root, None, {"version": "it1", **FAST}, "2026-11-22")
+    assert "already published as version 1; no new version" in log
+    assert spark.read.parquet(f"{paths.curated}/images.parquet").count() == curated_rows
+    assert sorted(hadoop_fs.list(model_paths.published)) == ["1", "LATEST"]
+    assert len(hadoop_fs.list(model_paths.runs)) == 1
+
+    # another version: its own partitions and, published with a reason, the next model version
+    lay_out(root, "fashion_mnist", "it2", limit=SLICE // 2)
+    log = run_dag(airflow_home, root, None, {"version": "it2", **FAST}, "2026-11-23")
+    other = DatasetPaths(root, "fashion_mnist", "it2")
+    assert spark.read.parquet(f"{other.curated}/images.parquet").count() == SLICE
+    assert spark.read.parquet(f"{paths.curated}/images.parquet").count() == curated_rows
+    assert re.search(r"published fashion_cnn as version 2: new run fashion_mnist-it2-\w+", log)
+    assert hadoop_fs.read_text(model_paths.latest_pointer).strip() == "2"
+    lineage = hadoop_fs.read_json(f"{model_paths.version(2)}/lineage.json")
+    assert lineage["dataset_version"] == "it2" and lineage["previous_latest"] == 1

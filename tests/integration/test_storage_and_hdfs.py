@@ -1,0 +1,70 @@
+"""The Hadoop filesystem wrapper and the HDFS launcher, against the real services."""
+
+from __future__ import annotations
+
+import pytest
+
+from sparkvision.layout import DatasetPaths
+from sparkvision.rawdrop import lay_out
+
+pytestmark = pytest.mark.integration
+
+
+def test_hdfs_fixture_serves_webhdfs_and_rpc(hdfs, hadoop_fs):
+    hdfs.webhdfs_put("/probe/a.txt", b"through webhdfs")
+    assert hadoop_fs.read_bytes(f"{hdfs.uri}/probe/a.txt") == b"through webhdfs"  # read back over RPC
+    hadoop_fs.write_bytes(f"{hdfs.uri}/probe/b.txt", b"through rpc")
+    assert hdfs.webhdfs_get("/probe/b.txt") == b"through rpc"
+    assert hdfs.running() and set(hdfs.pids()) == {"namenode", "datanode"}
+
+
+def test_files_json_and_listing(root, hadoop_fs):
+    hadoop_fs.write_json(f"{root}/a/x.json", {"k": [1, 2]})
+    hadoop_fs.touch(f"{root}/a/_SUCCESS")
+    assert hadoop_fs.read_json(f"{root}/a/x.json") == {"k": [1, 2]}
+    assert hadoop_fs.list(f"{root}/a") == ["_SUCCESS", "x.json"]  # no .crc or temp siblings
+    assert hadoop_fs.list(f"{root}/missing") == []
+
+
+def test_rename_never_moves_into_an_existing_directory(root, hadoop_fs):
+    hadoop_fs.write_bytes(f"{root}/src/f", b"1")
+    hadoop_fs.write_bytes(f"{root}/dst/g", b"2")
+    with pytest.raises(FileExistsError):
+        hadoop_fs.rename(f"{root}/src", f"{root}/dst")
+    assert hadoop_fs.list(f"{root}/dst") == ["g"]
+    hadoop_fs.rename(f"{root}/src", f"{root}/new")
+    assert hadoop_fs.read_bytes(f"{root}/new/f") == b"1" and not hadoop_fs.exists(f"{root}/src")
+
+
+def test_staged_dir_commits_whole_or_not_at_all(root, hadoop_fs):
+    final = f"{root}/out/v1"
+    hadoop_fs.mkdirs(f"{root}/out")
+    with pytest.raises(RuntimeError), hadoop_fs.staged_dir(final) as tmp:
+        hadoop_fs.write_bytes(f"{tmp}/part", b"half")
+        raise RuntimeError("killed")
+    assert not hadoop_fs.exists(final) and hadoop_fs.list(f"{root}/out") == []
+    with hadoop_fs.staged_dir(final) as tmp:
+        hadoop_fs.write_bytes(f"{tmp}/part", b"whole")
+    assert hadoop_fs.read_bytes(f"{final}/part") == b"whole"
+    assert hadoop_fs.list(f"{root}/out") == ["v1"]
+
+
+def test_copy_to_and_from_local(root, hadoop_fs, tmp_path):
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    (tmp_path / "tree" / "sub" / "f.bin").write_bytes(b"\x00\x01")
+    hadoop_fs.copy_from_local(str(tmp_path / "tree"), f"{root}/tree")
+    hadoop_fs.copy(f"{root}/tree", f"{root}/tree2")
+    hadoop_fs.copy_to_local(f"{root}/tree2", str(tmp_path / "back"))
+    assert (tmp_path / "back" / "sub" / "f.bin").read_bytes() == b"\x00\x01"
+
+
+def test_raw_drop_on_hdfs(hdfs, hadoop_fs):
+    root = f"{hdfs.uri}/rawdrop"
+    lay_out(root, "fashion_mnist", "v1", limit=5)
+    paths = DatasetPaths(root, "fashion_mnist", "v1")
+    assert hadoop_fs.exists(f"{paths.raw}/_SUCCESS")
+    files = [
+        f for label in hadoop_fs.list(paths.raw) if label != "_SUCCESS" for f in hadoop_fs.list(f"{paths.raw}/{label}")
+    ]
+    assert len(files) == 10 and {f.split("-")[0] for f in files} == {"train", "test"}
+    assert hdfs.webhdfs_status("/rawdrop/raw/fashion_mnist/v1/_SUCCESS")["type"] == "FILE"
