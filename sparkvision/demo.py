@@ -1,0 +1,151 @@
+"""The demo: the full Fashion-MNIST through image_training on the embedded defaults.
+
+``make demo`` (``scripts/demo.sh``) runs this after set-up::
+
+    python -m sparkvision.demo --version v1 [--limit N] [-c '{"epochs": 2}']
+
+It lays out the raw drop (skipped when complete), runs ``airflow dags test image_training``
+for that version, keeps the full log under ``data/logs/``, echoes the progress lines, and ends
+with the stage timings, the published model's path and its test accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from sparkvision.layout import ModelPaths, is_hdfs, uri_path
+from sparkvision.params import DEFAULT_DATASET, DEFAULT_MODEL
+from sparkvision.settings import PROJECT_DIR, storage_root
+
+#: Log lines worth echoing while the DAG runs.
+PROGRESS = re.compile(r"\[DAG TEST\] (starting|end task) task_id=\w+|sparkvision\.\w+: |BLESSED|NOT PUBLISHED")
+TASK_EVENT = re.compile(r"^(\S+Z) \[info\s*\] \[DAG TEST\] (starting|end task) task_id=(\w+)")
+
+
+def stage_timings(log: str) -> dict[str, float]:
+    """Seconds per task, from the start and end lines that ``airflow dags test`` logs."""
+    started: dict[str, datetime] = {}
+    seconds: dict[str, float] = {}
+    for line in log.splitlines():
+        match = TASK_EVENT.match(line)
+        if not match:
+            continue
+        stamp = datetime.fromisoformat(match.group(1).replace("Z", "+00:00"))
+        if match.group(2) == "starting":
+            started[match.group(3)] = stamp
+        elif match.group(3) in started:
+            seconds[match.group(3)] = round((stamp - started[match.group(3)]).total_seconds(), 1)
+    return seconds
+
+
+def run_dag(version: str, conf: dict, log_path: Path) -> tuple[str, float]:
+    """Run image_training for ``version`` under ``airflow dags test``; return (log, seconds)."""
+    command = ["airflow", "dags", "test", "image_training", "-c", json.dumps({"version": version, **conf})]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    lines = []
+    with (
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc,
+        open(log_path, "w") as log_file,
+    ):
+        for line in proc.stdout:
+            log_file.write(line)
+            lines.append(line)
+            if PROGRESS.search(line):
+                print("  " + _short(line), flush=True)
+    log = "".join(lines)
+    if proc.returncode != 0 or "state=success" not in log.split("DagRun Finished", 1)[-1]:
+        raise SystemExit(f"image_training failed for version {version}; full log: {log_path}")
+    return log, time.monotonic() - started
+
+
+def _short(line: str) -> str:
+    line = line.rstrip()
+    for marker in ("[DAG TEST] ", "sparkvision."):
+        if marker in line:
+            text = line[line.index(marker) :]
+            return re.sub(r"\s+\[[\w.]+\] loc=\S+.*$", "", text)
+    return line[-200:]
+
+
+def published_summary(root: str, model: str) -> dict:
+    """LATEST's version, path and metrics (read locally on file://, through WebHDFS on HDFS)."""
+    from sparkvision.orchestration import read_json
+
+    paths = ModelPaths(root, model)
+    if is_hdfs(root):
+        from airflow.providers.apache.hdfs.hooks.webhdfs import WebHDFSHook
+
+        client = WebHDFSHook("webhdfs_default").get_conn()
+        with client.read(uri_path(paths.latest_pointer)) as reader:
+            version = int(reader.read().decode().strip())
+    else:
+        version = int(Path(uri_path(paths.latest_pointer)).read_text().strip())
+    metrics = read_json(f"{paths.version(version)}/metrics.json")
+    return {
+        "version": version,
+        "uri": paths.version(version),
+        "accuracy": metrics["accuracy"],
+        "run_id": metrics["run_id"],
+        "epochs": metrics.get("epochs"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", default="v1")
+    parser.add_argument("--limit", type=int, default=None, help="first N images per split (default: all)")
+    parser.add_argument("-c", "--conf", default="{}", help="extra DAG parameters as JSON")
+    parser.add_argument("--timings-out", type=Path, help="also write the stage timings here (JSON)")
+    args = parser.parse_args(argv)
+    root = storage_root()
+    conf = json.loads(args.conf)
+    print(f"sparkvision demo: dataset {DEFAULT_DATASET} version {args.version} under {root}")
+    from sparkvision.rawdrop import lay_out
+
+    started = time.monotonic()
+    lay_out(root, DEFAULT_DATASET, args.version, args.limit)
+    drop_seconds = time.monotonic() - started
+    print(f"raw drop ready ({drop_seconds:.1f}s); running image_training (airflow dags test)")
+    log_path = PROJECT_DIR / "data" / "logs" / f"demo-{args.version}-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    log, dag_seconds = run_dag(args.version, conf, log_path)
+    timings = stage_timings(log)
+    summary = published_summary(root, conf.get("model", DEFAULT_MODEL))
+    print("\nstage timings (s):")
+    for task, seconds in timings.items():
+        print(f"  {task:<22}{seconds:>8.1f}")
+    print(f"  {'whole DAG run':<22}{dag_seconds:>8.1f}   (raw drop before it: {drop_seconds:.1f})")
+    publish_lines = [
+        _short(line) for line in log.splitlines() if "sparkvision.publish:" in line or "NOT BLESSED" in line
+    ]
+    if publish_lines:
+        print("\npublish: " + publish_lines[-1].split(": ", 1)[-1])
+    print(f"\npublished model: {summary['uri']}  (version {summary['version']}, run {summary['run_id']})")
+    print(f"test accuracy:   {summary['accuracy']:.4f}")
+    print(f"full log:        {log_path}")
+    if args.timings_out:
+        args.timings_out.write_text(
+            json.dumps(
+                {
+                    "stages": timings,
+                    "dag_seconds": round(dag_seconds, 1),
+                    "raw_drop_seconds": round(drop_seconds, 1),
+                    **summary,
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())
