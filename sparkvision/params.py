@@ -36,6 +36,10 @@ class TrainParams:
     max_train_minutes: float = 10.0
 
     def __post_init__(self) -> None:
+        # Normalise numbers (0 and 0.0 must give the same run id).
+        for name in ("learning_rate", "max_train_minutes"):
+            if isinstance(getattr(self, name), int | float) and not isinstance(getattr(self, name), bool):
+                object.__setattr__(self, name, float(getattr(self, name)))
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if not 1 <= self.epochs <= 1000:
