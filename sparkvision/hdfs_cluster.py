@@ -301,13 +301,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", default=str(PROJECT_DIR / ".cache" / "hdfs"), help="data, config, logs, PIDs")
     parser.add_argument("--rpc-port", type=int, default=8020)
     parser.add_argument("--http-port", type=int, default=9870)
+    parser.add_argument("--free-ports", action="store_true", help="pick free loopback ports for every daemon")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     state = Path(args.dir) / STATE_FILE
     if args.command == "start":
         cluster = HdfsCluster.load(args.dir) if state.exists() else HdfsCluster(args.dir)
         if not cluster.running():
-            cluster = HdfsCluster(args.dir, rpc_port=args.rpc_port, http_port=args.http_port)
+            cluster = (
+                with_free_ports(args.dir)
+                if args.free_ports
+                else HdfsCluster(args.dir, rpc_port=args.rpc_port, http_port=args.http_port)
+            )
         cluster.start()
         print(f"HDFS running: {cluster.uri}  WebHDFS: http://{cluster.host}:{cluster.http_port}")
         print(f"export SPARKVISION_ROOT={cluster.uri}/sparkvision")

@@ -68,3 +68,25 @@ def test_raw_drop_on_hdfs(hdfs, hadoop_fs):
     ]
     assert len(files) == 10 and {f.split("-")[0] for f in files} == {"train", "test"}
     assert hdfs.webhdfs_status("/rawdrop/raw/fashion_mnist/v1/_SUCCESS")["type"] == "FILE"
+
+
+def test_hdfs_command_starts_reports_and_stops_by_pid(tmp_path):
+    """`python -m sparkvision.hdfs_cluster` (behind make hdfs-start/-status/-stop) end to end."""
+    import subprocess
+    import sys
+
+    from sparkvision.hdfs_cluster import HdfsCluster, _alive
+
+    command = [sys.executable, "-m", "sparkvision.hdfs_cluster"]
+    folder = str(tmp_path / "hdfs")
+    started = subprocess.run([*command, "start", "--dir", folder, "--free-ports"], capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr[-3000:]
+    assert "export SPARKVISION_ROOT=hdfs://127.0.0.1:" in started.stdout
+    cluster = HdfsCluster.load(folder)
+    pids = cluster.pids()
+    assert set(pids) == {"namenode", "datanode"}
+    assert subprocess.run([*command, "status", "--dir", folder]).returncode == 0
+    assert cluster.webhdfs_status("/tmp/.sparkvision-probe")["type"] == "FILE"  # the readiness probe
+    assert subprocess.run([*command, "stop", "--dir", folder], capture_output=True).returncode == 0
+    assert not any(_alive(pid) for pid in pids.values())
+    assert subprocess.run([*command, "status", "--dir", folder], capture_output=True).returncode == 1
