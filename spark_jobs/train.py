@@ -1,7 +1,7 @@
 """Train the Keras CNN on a tensorized dataset version (runs in the spark-submit driver).
 
     spark-submit spark_jobs/train.py --root file:///data --dataset fashion_mnist --version 20261125 \
-        --model fashion_cnn [--architecture stronger] [--epochs 14] [--batch-size 128] [--learning-rate 0.002] \
+        --model fashion_cnn [--architecture stronger] [--epochs 18] [--batch-size 128] [--learning-rate 0.002] \
         [--shuffle-buffer 20000] [--seed 42] [--augment] [--early-stopping-patience 4] [--max-train-minutes 10]
 
 A retried task resumes from the run's last per-epoch checkpoint (the log says at which epoch).

@@ -76,7 +76,7 @@ def build_stronger_cnn(
     """The default: a VGG-style CNN with batch normalisation and dropout.
 
     One conv per resolution (32 filters at 28x28, 64 at 14x14, 128 at 7x7): a second conv at
-    full resolution doubles the CPU cost for little gain. Sized so that about 18 epochs of
+    full resolution doubles the CPU cost for little gain. Sized so that 18 epochs of
     54,000 images fit in 10 minutes on 2 cores.
     """
     inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")

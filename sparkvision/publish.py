@@ -283,3 +283,22 @@ def rollback(fs, model_paths: ModelPaths, version: int) -> None:
     """Point LATEST at an earlier published version (the versions themselves never change)."""
     set_latest(fs, model_paths, version)
     log.info("LATEST of %s now points at version %d", model_paths.model, version)
+
+
+def fetch_version(fs, model_paths: ModelPaths, local_dir: str, version: int | None = None) -> tuple[int, str]:
+    """Copy a published version (default: LATEST) to ``local_dir``/<version>; return (version, path).
+
+    TensorFlow reads SavedModels from local paths (no HDFS plugin ships with tensorflow-cpu), so
+    consumers of an hdfs:// root load the copy: ``tf.saved_model.load(path)`` or
+    ``keras.models.load_model(path + "/model.keras")``.
+    """
+    if version is None:
+        version = latest_version(fs, model_paths)
+        if version is None:
+            raise FileNotFoundError(f"{model_paths.model} has no published version")
+    source = model_paths.version(version)
+    if not fs.exists(f"{source}/saved_model.pb"):
+        raise FileNotFoundError(f"no published version {version} at {source}")
+    target = f"{local_dir.rstrip('/')}/{version}"
+    fs.copy_to_local(source, target)
+    return version, target
