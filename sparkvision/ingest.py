@@ -1,21 +1,39 @@
 """Ingest: raw image files -> curated Parquet, with every unusable file quarantined.
 
 ``run_ingest`` takes a SparkSession and explicit URIs; ``spark_jobs/ingest.py`` is its entry
-point. Spark lists the drop with the ``binaryFile`` source (files whose names start with ``.``
-or ``_``, such as ``_SUCCESS``, are not part of a drop), packs many small files into each task,
-and decodes them with OpenCV on Arrow batches (``mapInArrow``).
+point; docs/ingest.md describes the outputs, the reasons and how it scales.
+
+How it reads many small files (the choices, briefly):
+
+- Spark lists the drop once (``binaryFile``, recursive; names starting with ``.`` or ``_``, such
+  as ``_SUCCESS``, are not part of a drop). ``files_found`` is the size of that listing.
+- Files are packed into few tasks (``openCostInBytes``, ``maxPartitionBytes``,
+  ``minPartitionNum``), never one task per file, and decoded with OpenCV on Arrow batches
+  (``mapInArrow``). Spark's JVM reads the bytes, which works the same on ``file://`` and
+  ``hdfs://`` (Python workers have no HDFS client: no libhdfs here, no JVM in the worker).
+- A file that cannot be read (permissions, I/O error, gone since the listing) would fail its
+  whole task; ``ignoreCorruptFiles``/``ignoreMissingFiles`` make Spark skip it instead, and the
+  listing minus the decoded paths names it: an ``unreadable_file`` reject. Files over
+  ``max_file_bytes`` are refused from the listing without being read.
+- The decoded rows (pixels, not file bytes) are cached once and every later step (duplicates,
+  statistics, the two writes) reads the cache; the output is sized from bytes, not file count.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from urllib.parse import unquote, urlparse
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sparkvision import images, schema
 from sparkvision.layout import SAFE_NAME, SUCCESS, DatasetPaths
@@ -25,28 +43,102 @@ log = logging.getLogger(__name__)
 
 #: Source-given split, read from the file name: ``train-00042.png`` / ``test-7.jpg``.
 SOURCE_SPLIT_PREFIXES = ("train", "test")
+#: images.parquet: IMAGES_SCHEMA plus the path of the first file with the same content (or null).
+DUPLICATE_OF = "duplicate_of"
+CURATED_SCHEMA = pa.schema([*schema.IMAGES_SCHEMA, (DUPLICATE_OF, pa.string())])
+#: rejects.parquet
+REJECTS_SCHEMA = pa.schema(
+    [
+        (schema.ID, pa.string()),
+        (schema.PATH, pa.string()),
+        (schema.LABEL, pa.string()),
+        (schema.REASON, pa.string()),
+        (schema.DETAIL, pa.string()),
+        (schema.SIZE, pa.int64()),
+        (schema.CONTENT_HASH, pa.string()),
+    ]
+)
+_DECODED = schema.DECODED_SCHEMA
+#: Target size of one curated Parquet file (pixels dominate; Parquet adds little).
+DEFAULT_TARGET_FILE_MB = 128
+#: Listing and decode tuning for many small files (see docs/ingest.md, "How it scales").
+SPARK_CONF = {
+    # Charge each file 4 KiB of "open cost" instead of 4 MiB so that thousands share one task.
+    "spark.sql.files.openCostInBytes": str(4096),
+    "spark.sql.files.maxPartitionBytes": str(64 * 1024 * 1024),
+    # Unreadable files are skipped by the reader and reported from the listing.
+    "spark.sql.files.ignoreCorruptFiles": "true",
+    "spark.sql.files.ignoreMissingFiles": "true",
+    # Bounded Python worker memory: at most this many files (and bytes) per Arrow batch.
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "1000",
+    "spark.sql.execution.arrow.maxBytesPerBatch": str(64 * 1024 * 1024),
+}
 
 
 @dataclass(frozen=True)
 class IngestParams:
+    """Everything that decides the content of a curated version (recorded in its manifest)."""
+
     spec: ImageSpec = field(default_factory=ImageSpec)
     max_rejected_share: float = 0.05
     max_pixels: int = images.DEFAULT_MAX_PIXELS
+    resize_policy: str = "stretch"
+    drop_duplicates: bool = False
+    drift_threshold: float = 0.1
+    max_file_bytes: int = images.DEFAULT_MAX_FILE_BYTES
+    alpha_background: int = 0
+    target_file_mb: int = DEFAULT_TARGET_FILE_MB
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_rejected_share <= 1.0:
             raise ValueError(f"max_rejected_share must be within 0..1, got {self.max_rejected_share}")
         if self.max_pixels < 1:
             raise ValueError(f"max_pixels must be positive, got {self.max_pixels}")
+        if self.resize_policy not in images.RESIZE_POLICIES:
+            raise ValueError(f"resize_policy must be one of {images.RESIZE_POLICIES}, got {self.resize_policy!r}")
+        if not 0.0 <= self.drift_threshold <= 1.0:
+            raise ValueError(f"drift_threshold must be within 0..1, got {self.drift_threshold}")
+        if self.max_file_bytes < 1:
+            raise ValueError(f"max_file_bytes must be positive, got {self.max_file_bytes}")
+        if not 0 <= self.alpha_background <= 255:
+            raise ValueError(f"alpha_background must be within 0..255, got {self.alpha_background}")
+        if self.target_file_mb < 1:
+            raise ValueError(f"target_file_mb must be positive, got {self.target_file_mb}")
 
 
 class TooManyRejectsError(RuntimeError):
     """The rejected share of a drop passed the threshold."""
 
 
+class AccountingError(RuntimeError):
+    """accepted + rejected != files found: a bug, never a property of the data."""
+
+
+# -- pure functions: paths and labels ----------------------------------------------------------
+
+
+def uri_to_path(uri: str) -> str:
+    """The path of a Hadoop path string (``file:/a/b``, ``file:///a/b``, ``hdfs://nn:8020/a/b``).
+
+    Hadoop prints paths unencoded, so a name may hold ``#``, ``%`` or spaces: no URL parsing.
+    """
+    if "://" in uri:
+        rest = uri.split("://", 1)[1]
+        slash = rest.find("/")
+        return rest[slash:] if slash >= 0 else "/"
+    if uri.startswith("file:"):
+        return uri[len("file:") :]
+    return uri
+
+
+def drop_dir(raw_uri: str) -> str:
+    """The filesystem path of a drop's root URI (as given on the command line)."""
+    return unquote(urlparse(raw_uri).path).rstrip("/")
+
+
 def relative_path(file_uri: str, drop_path: str) -> str:
     """The path of a listed file inside the drop (``<label>/.../<file>``)."""
-    path = unquote(urlparse(file_uri).path)
+    path = uri_to_path(file_uri)
     prefix = drop_path.rstrip("/") + "/"
     if not path.startswith(prefix):
         raise ValueError(f"{file_uri} is not under {drop_path}")
@@ -69,50 +161,524 @@ def source_split(rel_path: str) -> str | None:
     return prefix if prefix in SOURCE_SPLIT_PREFIXES and "-" in name else None
 
 
-def decode_record(rel_path: str, content: bytes | None, params: IngestParams) -> dict:
-    """One row of DECODED_SCHEMA for one file: the image, or the reason it is rejected."""
-    row: dict = {
-        schema.ID: images.stable_id(rel_path),
-        schema.PATH: rel_path,
-        schema.SIZE: len(content or b""),
-        schema.SOURCE_SPLIT: source_split(rel_path),
-    }
+# -- pure functions: decoding (the mapInArrow bodies) -----------------------------------------
+
+
+def decode_record(
+    rel_path: str,
+    content: bytes | None,
+    params: IngestParams,
+    size: int | None = None,
+    missing: tuple[str, str] = (images.UNREADABLE, "the file could not be read"),
+) -> tuple:
+    """One row of DECODED_SCHEMA (as a tuple in its column order) for one file.
+
+    ``content`` None means the bytes were not read; ``missing`` gives the reason. Precedence of
+    reasons: no label folder, unsafe label, not read, then what the bytes say.
+    """
+    size = len(content) if size is None and content is not None else size
+    label = digest = None
     try:
-        row[schema.LABEL] = None
-        row[schema.LABEL] = label_of(rel_path)
+        label = label_of(rel_path)
         if content is None:
-            raise images.Rejected(images.UNREADABLE, "the file could not be read")
-        row[schema.CONTENT_HASH] = images.content_hash(content)
-        decoded = images.decode(content, params.spec, params.max_pixels)
+            raise images.Rejected(*missing)
+        digest = images.content_hash(content)
+        decoded = images.decode(content, params.spec, params.max_pixels, params.resize_policy, params.alpha_background)
     except images.Rejected as rejected:
-        row.update({schema.REASON: rejected.reason, schema.DETAIL: rejected.detail})
-        return row
-    row.update(
-        {
-            schema.PIXELS: decoded.pixels,
-            schema.ORIG_HEIGHT: decoded.orig_height,
-            schema.ORIG_WIDTH: decoded.orig_width,
-            schema.ORIG_CHANNELS: decoded.orig_channels,
-        }
+        return (
+            images.stable_id(rel_path),
+            rel_path,
+            label,
+            source_split(rel_path),
+            digest,
+            None,
+            None,
+            None,
+            None,
+            size,
+            rejected.reason,
+            rejected.detail,
+        )
+    return (
+        images.stable_id(rel_path),
+        rel_path,
+        label,
+        source_split(rel_path),
+        digest,
+        decoded.orig_height,
+        decoded.orig_width,
+        decoded.orig_channels,
+        decoded.pixels,
+        size,
+        None,
+        None,
     )
-    return row
 
 
-def decode_batches(batches: Iterator[pa.RecordBatch], drop_path: str, params: IngestParams) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: binaryFile batches (path, length, content) -> DECODED_SCHEMA batches."""
+def rows_to_batch(rows: list[tuple]) -> pa.RecordBatch:
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in _DECODED]
+    return pa.RecordBatch.from_arrays(
+        [pa.array(col, type=f.type) for col, f in zip(columns, _DECODED, strict=True)], schema=_DECODED
+    )
+
+
+def decode_batches(
+    batches: Iterable[pa.RecordBatch],
+    drop_path: str,
+    params: IngestParams,
+    missing: tuple[str, str] = (images.UNREADABLE, "the file could not be read"),
+) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: binaryFile batches (path, length[, content]) -> DECODED_SCHEMA batches.
+
+    Without a ``content`` column every file is rejected with ``missing`` (files refused from the
+    listing).
+    """
     for batch in batches:
-        paths = batch.column("path").to_pylist()
-        contents = batch.column("content").to_pylist()
-        rows = [decode_record(relative_path(p, drop_path), c, params) for p, c in zip(paths, contents, strict=True)]
-        yield pa.RecordBatch.from_pylist(rows, schema=schema.DECODED_SCHEMA)
+        uris = batch.column("path").to_pylist()
+        names = batch.schema.names
+        sizes = batch.column("length").to_pylist() if "length" in names else [None] * len(uris)
+        contents = batch.column("content").to_pylist() if "content" in names else [None] * len(uris)
+        rows = [
+            decode_record(relative_path(uri, drop_path), content, params, size, missing)
+            for uri, size, content in zip(uris, sizes, contents, strict=True)
+        ]
+        yield rows_to_batch(rows)
 
 
-def assign_label_indices(labels: list[str], previous: dict[str, int] | None) -> dict[str, int]:
+def listing_paths(batches: Iterable[pa.RecordBatch], drop_path: str) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: percent-encoded listing URIs (``value``) -> (uri, relative path)."""
+    for batch in batches:
+        uris = batch.column("value").to_pylist()
+        rel = [relative_path(unquote(uri), drop_path) for uri in uris]
+        yield pa.RecordBatch.from_pydict({"uri": uris, schema.PATH: rel})
+
+
+# -- pure functions: statistics, labels, drift ---------------------------------------------------
+
+
+def size_bucket(height: int, width: int) -> str:
+    """Histogram bucket of an original size: the longest side rounded up to a power of two."""
+    longest = max(height, width, 1)
+    return f"<={1 << (longest - 1).bit_length()}"
+
+
+def _hash_part(path: str, digest: str) -> int:
+    return int(hashlib.sha256(f"{path}:{digest}".encode()).hexdigest()[:16], 16)
+
+
+def summarize_batches(batches: Iterable[pa.RecordBatch], channels: int) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: curated/rejected rows -> one JSON partial summary per partition.
+
+    Counting in Python per partition keeps it to one pass without a shuffle; ``merge_summaries``
+    adds the partials up on the driver.
+    """
+    groups: dict[str, list[int]] = {}  # "reason|label" -> [files, bytes]
+    sizes: dict[str, int] = {}
+    in_channels: dict[str, int] = {}
+    hash_sum = duplicates = pixels_n = 0
+    sums = [0] * channels
+    squares = [0] * channels
+    for batch in batches:
+        cols = {name: batch.column(name).to_pylist() for name in batch.schema.names if name != schema.PIXELS}
+        for i, reason in enumerate(cols[schema.REASON]):
+            key = f"{reason or ''}|{cols[schema.LABEL][i] or ''}"
+            group = groups.setdefault(key, [0, 0])
+            group[0] += 1
+            group[1] += cols[schema.SIZE][i] or 0
+            if reason is None:
+                bucket = size_bucket(cols[schema.ORIG_HEIGHT][i], cols[schema.ORIG_WIDTH][i])
+                sizes[bucket] = sizes.get(bucket, 0) + 1
+                c = str(cols[schema.ORIG_CHANNELS][i])
+                in_channels[c] = in_channels.get(c, 0) + 1
+                hash_sum += _hash_part(cols[schema.PATH][i], cols[schema.CONTENT_HASH][i])
+                duplicates += cols[DUPLICATE_OF][i] is not None
+        accepted = batch.filter(pc.is_null(batch.column(schema.REASON)))
+        if accepted.num_rows:
+            flat = np.frombuffer(b"".join(accepted.column(schema.PIXELS).to_pylist()), dtype=np.uint8)
+            per_channel = flat.reshape(-1, channels).astype(np.int64)
+            pixels_n += per_channel.shape[0]
+            sums = [s + int(v) for s, v in zip(sums, per_channel.sum(axis=0), strict=True)]
+            squares = [s + int(v) for s, v in zip(squares, (per_channel * per_channel).sum(axis=0), strict=True)]
+    partial = {
+        "groups": groups,
+        "sizes": sizes,
+        "in_channels": in_channels,
+        "hash_sum": str(hash_sum),
+        "duplicates": duplicates,
+        "pixels_n": pixels_n,
+        "sums": [str(s) for s in sums],
+        "squares": [str(s) for s in squares],
+    }
+    yield pa.RecordBatch.from_pydict({"summary": [json.dumps(partial)]})
+
+
+def merge_summaries(partials: Iterable[str], channels: int) -> dict:
+    """Add up the JSON partials of ``summarize_batches`` into one summary."""
+    total: dict = {"groups": {}, "sizes": {}, "in_channels": {}, "hash_sum": 0, "duplicates": 0, "pixels_n": 0}
+    sums = [0] * channels
+    squares = [0] * channels
+    for text in partials:
+        part = json.loads(text)
+        for key, (n, nbytes) in part["groups"].items():
+            group = total["groups"].setdefault(key, [0, 0])
+            group[0] += n
+            group[1] += nbytes
+        for name in ("sizes", "in_channels"):
+            for key, n in part[name].items():
+                total[name][key] = total[name].get(key, 0) + n
+        total["hash_sum"] += int(part["hash_sum"])
+        total["duplicates"] += part["duplicates"]
+        total["pixels_n"] += part["pixels_n"]
+        sums = [a + int(b) for a, b in zip(sums, part["sums"], strict=True)]
+        squares = [a + int(b) for a, b in zip(squares, part["squares"], strict=True)]
+    n = total["pixels_n"]
+    total["channel_mean"] = [round(s / n, 4) if n else None for s in sums]
+    total["channel_std"] = [
+        round(math.sqrt(max(q / n - (s / n) ** 2, 0.0)), 4) if n else None for s, q in zip(sums, squares, strict=True)
+    ]
+    return total
+
+
+def assign_label_indices(labels: Iterable[str], previous: dict[str, int] | None) -> dict[str, int]:
     """Label -> index, keeping every earlier version's indices; new labels append in sorted order."""
     mapping = dict(previous or {})
     for label in sorted(set(labels) - set(mapping)):
         mapping[label] = len(mapping)
     return mapping
+
+
+def label_drift(previous: dict[str, int] | None, current: dict[str, int], threshold: float) -> dict | None:
+    """Label-distribution drift against the previous version: total variation distance.
+
+    TV = 1/2 * sum |p(label) - q(label)| over the union of labels: 0 = same shares, 1 = disjoint.
+    """
+    if not previous:
+        return None
+    prev_n, cur_n = sum(previous.values()), sum(current.values())
+    labels = sorted(set(previous) | set(current))
+    shares = {
+        label: {
+            "previous": round(previous.get(label, 0) / prev_n, 6) if prev_n else 0.0,
+            "current": round(current.get(label, 0) / cur_n, 6) if cur_n else 0.0,
+        }
+        for label in labels
+    }
+    tv = 0.5 * sum(abs(s["previous"] - s["current"]) for s in shares.values())
+    return {
+        "metric": "total_variation",
+        "value": round(tv, 6),
+        "threshold": threshold,
+        "exceeded": tv > threshold,
+        "new_labels": sorted(set(current) - set(previous)),
+        "missing_labels": sorted(set(previous) - set(current)),
+        "shares": shares,
+    }
+
+
+def output_partitions(rows: int, row_bytes: int, target_mb: int) -> int:
+    """How many Parquet files for ``rows`` rows of about ``row_bytes`` each: sized by bytes."""
+    return max(1, math.ceil(rows * row_bytes / (target_mb * 1024 * 1024)))
+
+
+def build_manifest(
+    summary: dict, found: int, found_bytes: int | None, paths: DatasetPaths, params: IngestParams
+) -> dict:
+    """Counts, reasons, sizes and statistics of one ingest; checks accepted + rejected == found."""
+    accepted = rejected = accepted_bytes = 0
+    by_reason: dict[str, int] = {}
+    per_label: dict[str, int] = {}
+    rejected_per_label: dict[str, int] = {}
+    total_bytes = 0
+    for key, (n, nbytes) in summary["groups"].items():
+        reason, label = key.split("|", 1)
+        total_bytes += nbytes
+        if reason:
+            rejected += n
+            by_reason[reason] = by_reason.get(reason, 0) + n
+            rejected_per_label[label or "(none)"] = rejected_per_label.get(label or "(none)", 0) + n
+        else:
+            accepted += n
+            accepted_bytes += nbytes
+            per_label[label] = per_label.get(label, 0) + n
+    if found == 0:
+        raise RuntimeError(f"ingest found no files in {paths.raw}")
+    if accepted + rejected != found:
+        raise AccountingError(f"accounting error: {accepted} accepted + {rejected} rejected != {found} files found")
+    return {
+        "dataset": paths.dataset,
+        "version": paths.version,
+        "source": paths.raw,
+        "image_shape": list(params.spec.shape),
+        "params": {**asdict(params), "spec": str(params.spec)},
+        "files_found": found,
+        "accepted": accepted,
+        "rejected": rejected,
+        "invariant": f"accepted + rejected == files_found: {accepted} + {rejected} == {found}",
+        "rejected_share": round(rejected / found, 6),
+        "rejected_by_reason": dict(sorted(by_reason.items())),
+        "rejected_per_label": dict(sorted(rejected_per_label.items())),
+        "duplicates_flagged": summary["duplicates"],
+        "per_label": dict(sorted(per_label.items())),
+        "bytes": found_bytes if found_bytes is not None else total_bytes,
+        "bytes_accepted": accepted_bytes,
+        "orig_size_histogram": dict(sorted(summary["sizes"].items(), key=lambda kv: int(kv[0][2:]))),
+        "orig_channels_histogram": dict(sorted(summary["in_channels"].items())),
+        "channel_mean": summary["channel_mean"],
+        "channel_std": summary["channel_std"],
+    }
+
+
+def dataset_hash(hash_sum: int, params: IngestParams, label_index: dict[str, int]) -> str:
+    """The dataset's content hash: every accepted (path, file hash), the conversion and the labels.
+
+    Order-independent (a sum over files), so it does not depend on partitioning or listing order.
+    """
+    text = json.dumps(
+        [f"{hash_sum:x}", str(params.spec), params.resize_policy, params.alpha_background, label_index],
+        sort_keys=True,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- Spark -----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def session_conf(spark, conf: dict[str, str]) -> Iterator[None]:
+    """Set SQL confs for the block and restore them after (the session may be shared)."""
+    old = {key: spark.conf.get(key, None) for key in conf}
+    for key, value in conf.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+def ingest_conf(spark) -> dict[str, str]:
+    """SPARK_CONF plus a task count that keeps every core busy in about two waves."""
+    return {**SPARK_CONF, "spark.sql.files.minPartitionNum": str(2 * spark.sparkContext.defaultParallelism)}
+
+
+def list_drop(spark, paths: DatasetPaths):
+    """List the drop (the one listing of the run): a binaryFile DataFrame (path, length, content)."""
+    return spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(paths.raw)
+
+
+def run_ingest(spark, paths: DatasetPaths, params: IngestParams) -> dict:
+    """Decode the raw drop of ``paths`` into curated Parquet; return the manifest."""
+    from sparkvision.storage import HadoopFS
+
+    started = time.monotonic()
+    if not HadoopFS(spark).exists(f"{paths.raw}/{SUCCESS}"):
+        raise FileNotFoundError(f"no complete raw drop at {paths.raw} (no {SUCCESS})")
+    with session_conf(spark, ingest_conf(spark)):
+        return ingest_listed(spark, list_drop(spark, paths), paths, params, started)
+
+
+def ingest_listed(spark, files, paths: DatasetPaths, params: IngestParams, started: float | None = None) -> dict:
+    """Ingest the files of a listing made by ``list_drop`` (tests remove files in between)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
+    from pyspark.storagelevel import StorageLevel
+
+    from sparkvision.storage import HadoopFS
+
+    started = time.monotonic() if started is None else started
+    fs = HadoopFS(spark)
+    drop_path = drop_dir(paths.raw)
+    decoded_type = from_arrow_schema(_DECODED)
+    found = len(files._jdf.inputFiles())  # the listing itself: no job, no file opened
+    log.info("found %d files in %s (%d tasks)", found, paths.raw, files.rdd.getNumPartitions())
+
+    too_big = (images.FILE_TOO_LARGE, f"the file is larger than max_file_bytes={params.max_file_bytes}")
+    readable = (
+        files.filter(F.col("length") <= params.max_file_bytes)
+        .select("path", "length", "content")
+        .mapInArrow(lambda it: decode_batches(it, drop_path, params), decoded_type)
+    )
+    refused = (
+        files.filter(F.col("length") > params.max_file_bytes)
+        .select("path", "length")
+        .mapInArrow(lambda it: decode_batches(it, drop_path, params, too_big), decoded_type)
+    )
+    decoded = readable.unionByName(refused).persist(StorageLevel.MEMORY_AND_DISK)
+    summarize = _summarizer(spark, params)
+    cached = [decoded]
+    try:
+        flagged, duplicates = _flag_duplicates(spark, decoded, params.drop_duplicates)
+        summary = summarize(flagged)
+        seen = sum(n for n, _ in summary["groups"].values())
+        if seen != found:
+            # Files the reader skipped (unreadable, vanished): listed but not decoded.
+            unreadable = _unreadable(spark, files, decoded, drop_path, params, decoded_type).persist()
+            cached.append(unreadable)
+            log.warning("%d listed files could not be read", unreadable.count())
+            flagged = flagged.unionByName(unreadable.withColumn(DUPLICATE_OF, F.lit(None).cast("string")))
+            summary = summarize(flagged)
+
+        manifest = build_manifest(summary, found, None, paths, params)
+        manifest["duplicates"] = duplicates
+        parent = paths.curated.rsplit("/", 1)[0]
+        previous = previous_version(fs, paths)
+        previous_manifest = fs.read_json(f"{parent}/{previous}/manifest.json") if previous else {}
+        previous_labels = previous_manifest.get("label_index")
+        label_index = assign_label_indices(manifest["per_label"], previous_labels)
+        manifest["label_index"] = label_index
+        manifest["previous_version"] = previous
+        manifest["label_drift"] = label_drift(
+            previous_manifest.get("per_label"), manifest["per_label"], params.drift_threshold
+        )
+        manifest["content_hash"] = dataset_hash(summary["hash_sum"], params, label_index)
+        failed = manifest["rejected_share"] > params.max_rejected_share
+        manifest["status"] = "failed: rejected share over max_rejected_share" if failed else "ok"
+
+        fs.mkdirs(parent)
+        with fs.staged_dir(paths.curated) as tmp:
+            if not failed:
+                manifest["output_files"] = _write_images(flagged, label_index, manifest["accepted"], params, tmp)
+                fs.write_json(f"{tmp}/labels.json", label_index)
+            _write_rejects(flagged, manifest["rejected"], tmp)
+            manifest["duration_s"] = round(time.monotonic() - started, 2)
+            fs.write_json(f"{tmp}/manifest.json", manifest)
+            if not failed:
+                fs.touch(f"{tmp}/{SUCCESS}")
+    finally:
+        for frame in cached:
+            frame.unpersist()
+    _log_manifest(manifest, params)
+    if failed:
+        raise TooManyRejectsError(
+            f"{manifest['rejected']} of {manifest['files_found']} files rejected "
+            f"({manifest['rejected_share']:.1%} > max_rejected_share {params.max_rejected_share:.1%}): "
+            f"{manifest['rejected_by_reason']}; no curated images were published; "
+            f"see {paths.curated}/rejects.parquet for paths and reasons"
+        )
+    return manifest
+
+
+def _flag_duplicates(spark, decoded, drop: bool):
+    """Add DUPLICATE_OF (first path, in path order, with the same content); reject them if ``drop``.
+
+    The duplicate groups are collected to the driver (they are few; this is also the action that
+    decodes and caches), so later steps join with a small local table instead of re-shuffling.
+    """
+    from pyspark.sql import functions as F
+
+    groups = (
+        decoded.filter(F.col(schema.REASON).isNull())
+        .groupBy(schema.CONTENT_HASH)
+        .agg(F.min(schema.PATH).alias("_first"), F.count("*").alias("_n"))
+        .filter(F.col("_n") > 1)
+        .collect()
+    )
+    info = {"groups": len(groups), "files": sum(row["_n"] - 1 for row in groups)}
+    if not groups:
+        return decoded.withColumn(DUPLICATE_OF, F.lit(None).cast("string")), info
+    firsts = spark.createDataFrame(
+        [(row[schema.CONTENT_HASH], row["_first"]) for row in groups], f"{schema.CONTENT_HASH} string, _first string"
+    )
+    duplicate = F.col(schema.REASON).isNull() & F.col("_first").isNotNull() & (F.col(schema.PATH) != F.col("_first"))
+    flagged = (
+        decoded.join(F.broadcast(firsts), schema.CONTENT_HASH, "left")
+        .withColumn(DUPLICATE_OF, F.when(duplicate, F.col("_first")))
+        .drop("_first")
+    )
+    if drop:
+        is_dup = F.col(DUPLICATE_OF).isNotNull()
+        flagged = flagged.withColumn(schema.DETAIL, F.when(is_dup, F.concat(F.lit("same content as "), DUPLICATE_OF)))
+        flagged = flagged.withColumn(
+            schema.REASON, F.when(is_dup, F.lit(images.DUPLICATE)).otherwise(F.col(schema.REASON))
+        )
+    return flagged.select(*_DECODED.names, DUPLICATE_OF), info
+
+
+def _summarizer(spark, params: IngestParams):
+    channels = params.spec.channels
+
+    def summarize(frame) -> dict:
+        rows = frame.mapInArrow(lambda it: summarize_batches(it, channels), "summary string").collect()
+        return merge_summaries([row["summary"] for row in rows], channels)
+
+    return summarize
+
+
+def _unreadable(spark, files, decoded, drop_path: str, params: IngestParams, decoded_type):
+    """DECODED rows for the listed files that no decoded row stands for.
+
+    Spark's file scan never reads zero-length files, and skips unreadable ones: the listing minus
+    the decoded paths finds both, and one status call per missing file (on the driver; they are
+    few) tells which: empty, vanished, or there but unreadable.
+    """
+    from pyspark.sql import DataFrame
+
+    jvm = spark._jvm
+    # The listing stays in the JVM (it may hold millions of paths): String[] -> Dataset[String].
+    paths_seq = jvm.scala.collection.immutable.ArraySeq.unsafeWrapArray(files._jdf.inputFiles())
+    listed_j = spark._jsparkSession.createDataset(paths_seq, jvm.org.apache.spark.sql.Encoders.STRING()).toDF()
+    listed = DataFrame(listed_j, spark).mapInArrow(
+        lambda it: listing_paths(it, drop_path), f"uri string, {schema.PATH} string"
+    )
+    missing = listed.join(decoded.select(schema.PATH), schema.PATH, "left_anti").collect()
+    conf = spark._jsc.hadoopConfiguration()
+    rows = []
+    for row in missing:
+        path = jvm.org.apache.hadoop.fs.Path(jvm.java.net.URI(row["uri"]))
+        try:
+            size = int(path.getFileSystem(conf).getFileStatus(path).getLen())
+            reason = (images.EMPTY, "the file has zero bytes") if size == 0 else None
+        except Exception as exc:  # py4j wraps the Java exception
+            size, reason = None, (images.UNREADABLE, f"vanished after the listing: {str(exc).splitlines()[0][:200]}")
+        reason = reason or (images.UNREADABLE, "listed, but the read failed (see the executor log)")
+        rows.append(decode_record(row[schema.PATH], None, params, size, reason))
+    return spark.createDataFrame(rows, decoded_type)
+
+
+def _write_images(flagged, label_index: dict[str, int], accepted: int, params: IngestParams, tmp: str) -> int:
+    """images.parquet: accepted rows sorted by path, in files sized by bytes; returns the count."""
+    from pyspark.sql import functions as F
+
+    mapping = F.create_map(*[x for label, i in label_index.items() for x in (F.lit(label), F.lit(i))])
+    rows = (
+        flagged.filter(F.col(schema.REASON).isNull())
+        .withColumn(schema.LABEL_INDEX, mapping[F.col(schema.LABEL)].cast("int"))
+        .select(*CURATED_SCHEMA.names)
+    )
+    n = output_partitions(accepted, params.spec.nbytes + 200, params.target_file_mb)
+    # One file: coalesce (no shuffle). Several: a range partitioning on path, so every file's
+    # content is the same whatever the listing order.
+    rows = rows.coalesce(1) if n == 1 else rows.repartitionByRange(n, schema.PATH)
+    rows.sortWithinPartitions(schema.PATH).write.parquet(f"{tmp}/images.parquet")
+    return n
+
+
+def _write_rejects(flagged, rejected: int, tmp: str) -> None:
+    from pyspark.sql import functions as F
+
+    rows = flagged.filter(F.col(schema.REASON).isNotNull()).select(*REJECTS_SCHEMA.names)
+    n = output_partitions(rejected, 300, DEFAULT_TARGET_FILE_MB)
+    rows = rows.coalesce(1) if n == 1 else rows.repartitionByRange(n, schema.PATH)
+    rows.sortWithinPartitions(schema.PATH).write.parquet(f"{tmp}/rejects.parquet")
+
+
+def _log_manifest(manifest: dict, params: IngestParams) -> None:
+    brief = {k: v for k, v in manifest.items() if k not in {"label_index", "label_drift", "params"}}
+    log.info("ingest manifest: %s", json.dumps(brief))
+    drift = manifest.get("label_drift")
+    if drift and drift["exceeded"]:
+        log.warning(
+            "label distribution drift against %s: total variation %.3f > drift_threshold %.3f "
+            "(new labels %s, missing labels %s)",
+            manifest["previous_version"],
+            drift["value"],
+            params.drift_threshold,
+            drift["new_labels"],
+            drift["missing_labels"],
+        )
 
 
 def previous_version(fs, paths: DatasetPaths) -> str | None:
@@ -124,131 +690,3 @@ def previous_version(fs, paths: DatasetPaths) -> str | None:
         if not v.startswith(".") and v < paths.version and fs.exists(f"{parent}/{v}/{SUCCESS}")
     ]
     return max(earlier) if earlier else None
-
-
-def run_ingest(spark, paths: DatasetPaths, params: IngestParams) -> dict:
-    """Decode the raw drop of ``paths`` into curated Parquet; return the manifest."""
-    from pyspark.sql import functions as F
-    from pyspark.storagelevel import StorageLevel
-
-    from sparkvision.storage import HadoopFS
-
-    started = time.monotonic()
-    fs = HadoopFS(spark)
-    if not fs.exists(f"{paths.raw}/{SUCCESS}"):
-        raise FileNotFoundError(f"no complete raw drop at {paths.raw} (no {SUCCESS})")
-    # Many small files: pack them into few tasks instead of one task per file.
-    spark.conf.set("spark.sql.files.openCostInBytes", "4096")
-    spark.conf.set("spark.sql.files.maxPartitionBytes", str(64 * 1024 * 1024))
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "2000")
-
-    drop_path = unquote(urlparse(paths.raw).path)
-    files = (
-        spark.read.format("binaryFile")
-        .option("recursiveFileLookup", "true")
-        .load(paths.raw)
-        .select("path", "length", "content")
-    )
-    log.info("decoding %s into %s images (%d input partitions)", paths.raw, params.spec, files.rdd.getNumPartitions())
-    decoded = files.mapInArrow(
-        lambda it: decode_batches(it, drop_path, params), _spark_schema(spark, schema.DECODED_SCHEMA)
-    )
-    decoded = decoded.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        counts = (
-            decoded.groupBy(schema.REASON, schema.LABEL)
-            .agg(F.count("*").alias("n"), F.sum(schema.SIZE).alias("bytes"))
-            .collect()
-        )
-        accepted_labels = sorted({r[schema.LABEL] for r in counts if r[schema.REASON] is None})
-        previous = previous_version(fs, paths)
-        previous_labels = (
-            fs.read_json(f"{paths.curated.rsplit('/', 1)[0]}/{previous}/labels.json") if previous else None
-        )
-        label_index = assign_label_indices(accepted_labels, previous_labels)
-        mapping = F.create_map(*[x for label, i in label_index.items() for x in (F.lit(label), F.lit(i))])
-
-        found = files.select("path").count()  # a listing-only count: binaryFile reads no content
-        manifest = _manifest(counts, found, paths, params)
-        manifest["label_index"] = label_index
-        manifest["previous_version"] = previous
-        manifest["content_hash"] = _dataset_hash(decoded.filter(F.col(schema.REASON).isNull()))
-
-        fs.mkdirs(paths.curated.rsplit("/", 1)[0])
-        with fs.staged_dir(paths.curated) as tmp:
-            accepted = (
-                decoded.filter(F.col(schema.REASON).isNull())
-                .withColumn(schema.LABEL_INDEX, mapping[F.col(schema.LABEL)].cast("int"))
-                .select(*schema.IMAGES_SCHEMA.names)
-                .sortWithinPartitions(schema.PATH)
-            )
-            accepted.write.parquet(f"{tmp}/images.parquet")
-            (
-                decoded.filter(F.col(schema.REASON).isNotNull())
-                .select(schema.PATH, schema.LABEL, schema.REASON, schema.DETAIL, schema.SIZE)
-                .coalesce(1)
-                .sortWithinPartitions(schema.PATH)
-                .write.parquet(f"{tmp}/rejects.parquet")
-            )
-            fs.write_json(f"{tmp}/labels.json", label_index)
-            manifest["duration_s"] = round(time.monotonic() - started, 2)
-            fs.write_json(f"{tmp}/manifest.json", manifest)
-            if manifest["rejected_share"] <= params.max_rejected_share:
-                fs.touch(f"{tmp}/{SUCCESS}")
-    finally:
-        decoded.unpersist()
-    log.info("ingest manifest: %s", json.dumps({k: v for k, v in manifest.items() if k != "label_index"}))
-    if manifest["rejected_share"] > params.max_rejected_share:
-        raise TooManyRejectsError(
-            f"{manifest['rejected']} of {manifest['files_found']} files rejected "
-            f"({manifest['rejected_share']:.1%} > max_rejected_share {params.max_rejected_share:.1%}); "
-            f"see {paths.curated}/rejects.parquet for paths and reasons"
-        )
-    return manifest
-
-
-def _manifest(counts: list, found: int, paths: DatasetPaths, params: IngestParams) -> dict:
-    """Counts, reasons and sizes of one ingest; checks accepted + rejected == files found."""
-    accepted = sum(r["n"] for r in counts if r[schema.REASON] is None)
-    rejected = sum(r["n"] for r in counts if r[schema.REASON] is not None)
-    by_reason: dict[str, int] = {}
-    per_label: dict[str, int] = {}
-    for r in counts:
-        if r[schema.REASON] is None:
-            per_label[r[schema.LABEL]] = per_label.get(r[schema.LABEL], 0) + r["n"]
-        else:
-            by_reason[r[schema.REASON]] = by_reason.get(r[schema.REASON], 0) + r["n"]
-    if found == 0:
-        raise RuntimeError(f"ingest found no files in {paths.raw}")
-    if accepted + rejected != found:
-        raise RuntimeError(f"accounting error: {accepted} accepted + {rejected} rejected != {found} files found")
-    manifest = {
-        "dataset": paths.dataset,
-        "version": paths.version,
-        "source": paths.raw,
-        "image_shape": list(params.spec.shape),
-        "params": {**asdict(params), "spec": str(params.spec)},
-        "files_found": found,
-        "accepted": accepted,
-        "rejected": rejected,
-        "rejected_share": rejected / found if found else 0.0,
-        "rejected_by_reason": dict(sorted(by_reason.items())),
-        "per_label": dict(sorted(per_label.items())),
-        "bytes": sum(r["bytes"] or 0 for r in counts),
-    }
-    return manifest
-
-
-def _dataset_hash(accepted) -> str:
-    """An order-independent fingerprint of (path, content hash) over every accepted image."""
-    from pyspark.sql import functions as F
-
-    part = F.conv(F.substring(F.sha2(F.concat_ws(":", schema.PATH, schema.CONTENT_HASH), 256), 1, 15), 16, 10)
-    total = accepted.select(F.sum(part.cast("decimal(38,0)")).alias("s")).collect()[0]["s"]
-    return f"{int(total or 0):x}"
-
-
-def _spark_schema(spark, arrow_schema: pa.Schema):
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    return from_arrow_schema(arrow_schema)
