@@ -165,8 +165,9 @@ def _champion_metrics(fs, model_paths: ModelPaths, test_dir: Path, shape, labels
         )
         return None
     y_true, y_pred = predict_labels(champion, test_dir, shape)
-    metrics = classification_metrics(confusion_matrix(y_true, y_pred, len(labels)), labels)
-    return {"version": version, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+    matrix = confusion_matrix(y_true, y_pred, len(labels))
+    # The same metrics as the candidate's, on the same test split.
+    return {"version": version, **classification_metrics(matrix, labels), "confusion_matrix": matrix.tolist()}
 
 
 def write_plots(out: Path, matrix: np.ndarray, labels: list[str], history_csv: Path) -> None:
@@ -224,21 +225,34 @@ def _read_history(history_csv: Path) -> list[dict]:
 
 def write_report(path: Path, metrics: dict) -> None:
     """A small self-contained HTML report next to the plots."""
+    champion = metrics["champion"]
+    champion_per_class = (champion or {}).get("per_class", {})
+    champion_head = "<th>champion F1</th>" if champion_per_class else ""
     rows = "".join(
         f"<tr><td>{html.escape(label)}</td><td>{m['precision']:.3f}</td><td>{m['recall']:.3f}</td>"
-        f"<td>{m['f1']:.3f}</td><td>{m['support']}</td></tr>"
+        f"<td>{m['f1']:.3f}</td><td>{m['support']}</td>"
+        + (f"<td>{champion_per_class[label]['f1']:.3f}</td>" if label in champion_per_class else "")
+        + "</tr>"
         for label, m in metrics["per_class"].items()
     )
-    champion = metrics["champion"]
     path.write_text(f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(metrics["run_id"])}</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 10px;text-align:right}}</style></head><body>
 <h1>Evaluation of {html.escape(metrics["run_id"])}</h1>
 <p><b>{"BLESSED" if metrics["blessed"] else "NOT BLESSED"}</b>: {html.escape(metrics["reason"])}</p>
 <p>Test accuracy {metrics["accuracy"]:.4f}, macro F1 {metrics["macro_f1"]:.4f} on {metrics["test_images"]} images
 of {html.escape(metrics["dataset"])} {html.escape(metrics["version"])}.
-Champion: {html.escape(json.dumps(champion)) if champion else "none"}.</p>
-<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>{rows}</table>
+{_champion_html(champion)}</p>
+<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th>{champion_head}</tr>{rows}</table>
 <p><img src="training_curves.png" alt="training curves"></p>
 <p><img src="confusion_matrix.png" alt="confusion matrix"></p>
 </body></html>
 """)
+
+
+def _champion_html(champion: dict | None) -> str:
+    if not champion:
+        return "No published champion to compare with."
+    return (
+        f"Champion (published version {champion['version']}) on the same test split: accuracy "
+        f"{champion['accuracy']:.4f}, macro F1 {champion['macro_f1']:.4f}."
+    )

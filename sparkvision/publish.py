@@ -103,6 +103,11 @@ def model_card(model: str, version: int, metrics: dict, lineage: dict) -> str:
     split_counts = lineage.get("counts") or {}
     counts = " / ".join(str(split_counts.get(split, "?")) for split in ("train", "validation", "test"))
     champion = metrics.get("champion")
+    against = (
+        f"champion at evaluation: version {champion['version']}, test accuracy {champion['accuracy']:.4f}"
+        if champion
+        else "no champion at evaluation"
+    )
     return f"""# {model} version {version}
 
 Image classifier trained by sparkvision on **{lineage["dataset"]} {lineage["dataset_version"]}**
@@ -110,7 +115,7 @@ Image classifier trained by sparkvision on **{lineage["dataset"]} {lineage["data
 
 - Images (train / validation / test): {counts}
 - Test accuracy: **{metrics["accuracy"]:.4f}** on {metrics["test_images"]} images, macro F1 {metrics["macro_f1"]:.4f}
-- Evaluation: {metrics["reason"]}; champion at evaluation: {json.dumps(champion) if champion else "none"}
+- Evaluation: {metrics["reason"]}; {against}
 - Parameters: `{json.dumps(train["params"], sort_keys=True)}`
 - Code: git `{lineage["git_commit"]}`; packages `{json.dumps(lineage["packages"], sort_keys=True)}`
 - Airflow run: `{lineage["airflow_run_id"]}`; published {lineage["published_at"]}

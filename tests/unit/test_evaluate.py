@@ -67,3 +67,8 @@ def test_plots_and_report(tmp_path):
     write_report(tmp_path / "report.html", metrics)
     text = (tmp_path / "report.html").read_text()
     assert "NOT BLESSED" in text and "&lt;min&gt;" in text and "confusion_matrix.png" in text
+    assert "No published champion" in text
+    champion = {"version": 3, **classification_metrics(np.array([[6, 0], [1, 8]]), ["a", "b"])}
+    write_report(tmp_path / "report.html", {**metrics, "champion": champion})
+    text = (tmp_path / "report.html").read_text()
+    assert "published version 3" in text and "champion F1" in text
