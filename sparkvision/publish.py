@@ -5,7 +5,7 @@ the Keras file, metrics.json, the evaluation plots, model_card.md and lineage.js
 staged in a hidden folder and claimed by a rename that fails when the version exists, so two
 publishers never share a version and nobody sees a partial one; ``LATEST`` is written last.
 Publishing a run that is already published changes nothing, also when two publishers of the
-same run race: each run is first claimed under ``.claims/<run id>`` (an atomic create), and the
+same run race: each run is first claimed by ``runs/<model>/<run id>/.publish-claim`` (an atomic create), and the
 publisher that loses the claim waits for the winner's version instead of making a second one.
 Every publish writes ``published.json`` (model, version, uri, new) into the run directory: the
 DAG's ``announce`` task reads it for the Asset event.
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 LINEAGE_FILE = "lineage.json"
 PUBLISHED_FILE = "published.json"  # in the run directory: what publishing this run gave
-CLAIMS_DIR = ".claims"
+CLAIM_FILE = ".publish-claim"  # in the run directory, while a publisher works on the run
 #: A claim older than this whose publisher is gone is taken over (a publisher killed mid-way).
 STALE_CLAIM_SECONDS = 600
 PACKAGES = (
@@ -155,7 +155,7 @@ def publish(
     metrics = fs.read_json(f"{evaluation}/{METRICS_FILE}")
     if not metrics["blessed"]:
         raise NotBlessedError(f"run {run_id} is not blessed ({metrics['reason']}); it stays in {run_uri}")
-    fs.mkdirs(f"{model_paths.published}/{CLAIMS_DIR}")
+    fs.mkdirs(model_paths.published)
     deadline = time.monotonic() + wait_seconds
     while True:
         version = find_published(fs, model_paths, run_id)
@@ -185,14 +185,14 @@ def publish(
 
 
 def _claim_uri(model_paths: ModelPaths, run_id: str) -> str:
-    return f"{model_paths.published}/{CLAIMS_DIR}/{run_id}"
+    return f"{model_paths.run(run_id)}/{CLAIM_FILE}"
 
 
 def _claim(fs, model_paths: ModelPaths, run_id: str) -> bool:
     """Atomically claim the right to publish ``run_id`` (False: someone else holds it)."""
     uri = _claim_uri(model_paths, run_id)
     owner = {"host": socket.gethostname(), "pid": os.getpid(), "at": time.time()}
-    tmp = f"{uri}.{uuid.uuid4().hex}.tmp"
+    tmp = f"{model_paths.run(run_id)}/.claim.{uuid.uuid4().hex}.tmp"
     fs.write_bytes(tmp, json.dumps(owner).encode())
     try:
         fs.rename(tmp, uri)  # fails when the claim exists: exactly one publisher wins

@@ -110,18 +110,20 @@ def make_dataset(
     batch_size: int,
     shuffle_buffer: int = 0,
     seed: int = 0,
+    first_epoch: int = 0,
 ):
     """A tf.data.Dataset of (uint8 images, int32 labels) batches streamed from Parquet.
 
     ``split_dir`` is a split folder (or a list of its shard files). With ``shuffle_buffer`` > 0,
     every epoch reads files and row groups in a new order and mixes rows through a numpy pool of
     that many images; memory stays bounded by the pool and one row group, whatever the size of
-    the split. Without it the order is the files' order (evaluation).
+    the split. Without it the order is the files' order (evaluation). ``first_epoch``: the epochs
+    already trained (a resumed run), so that it does not replay the first epochs' order.
     """
     import tensorflow as tf
 
     files = list(split_dir) if isinstance(split_dir, list) else shard_files(split_dir)
-    epoch = {"n": 0}
+    epoch = {"n": first_epoch}
 
     def generator():
         epoch["n"] += 1

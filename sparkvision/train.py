@@ -173,15 +173,16 @@ def make_callbacks(run_dir: RunDir, params: TrainParams, images_per_epoch: int, 
         def on_epoch_end(self, epoch, logs=None):
             run_dir.sync()
 
-    # Order matters: Progress adds to the logs before CSVLogger writes them; the checkpoint and
-    # history are on disk before Sync copies the run directory up.
+    # Order matters: Progress adds to the logs before CSVLogger writes them; history.csv is written
+    # before the checkpoint (a kill in between leaves a row that the resume drops, never a gap);
+    # everything is on disk before Sync copies the run directory up.
     return [
         Progress(),
+        keras.callbacks.CSVLogger(str(run_dir.local / HISTORY_CSV), append=True),
+        BestAndStop(),
         keras.callbacks.BackupAndRestore(
             str(run_dir.local / BACKUP_DIR), save_freq="epoch", delete_checkpoint=False, double_checkpoint=True
         ),
-        BestAndStop(),
-        keras.callbacks.CSVLogger(str(run_dir.local / HISTORY_CSV), append=True),
         Sync(),
     ]
 
@@ -224,7 +225,6 @@ def train(fs, paths: DatasetPaths, model_paths: ModelPaths, params: TrainParams)
         )
         keras.utils.set_random_seed(params.seed)
         steps = -(-n_train // params.batch_size)
-        train_ds = tfdata.make_dataset(tensors / "train", shape, params.batch_size, params.shuffle_buffer, params.seed)
         val_ds = (
             tfdata.make_dataset(tensors / "validation", shape, max(params.batch_size, 512))
             if stats["counts"]["validation"]
@@ -243,9 +243,12 @@ def train(fs, paths: DatasetPaths, model_paths: ModelPaths, params: TrainParams)
         )
         previous = read_history(run_dir.local / HISTORY_CSV)
         start = resume_epoch(run_dir.local)
-        # history.csv may have a row more than the checkpoint when a kill fell between the two writes.
+        # history.csv has a row more than the checkpoint when a kill fell between the two writes.
         previous = previous[:start]
         _rewrite_history(run_dir.local / HISTORY_CSV, previous)
+        train_ds = tfdata.make_dataset(
+            tensors / "train", shape, params.batch_size, params.shuffle_buffer, params.seed, first_epoch=start
+        )
         if start:
             log.info("resuming run %s from its checkpoint at epoch %d of %d", run_uri, start + 1, params.epochs)
         log.info(

@@ -146,7 +146,9 @@ def test_racing_publishers_never_share_a_version(trained):
         assert lineage["version"] == version
     assert {fs.read_json(f"{model_paths.version(v)}/lineage.json")["run_id"] for v in (1, 2)} == {"run-a", "run-b"}
     leftovers = [name for name in fs.list(model_paths.published) if name.startswith(".publish-")]
-    assert not leftovers and fs.list(f"{model_paths.published}/.claims") == []
+    assert not leftovers and [name for name in fs.list(model_paths.published) if not name.isdigit()] == ["LATEST"]
+    for run in ("run-a", "run-b"):
+        assert not [name for name in fs.list(model_paths.run(run)) if "claim" in name]
 
 
 def test_rollback_points_latest_at_an_earlier_version(trained, project_dir):
