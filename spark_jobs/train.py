@@ -2,7 +2,7 @@
 
     spark-submit spark_jobs/train.py --root file:///data --dataset fashion_mnist --version 20261125 \
         --model fashion_cnn [--architecture stronger] [--epochs 18] [--batch-size 128] [--learning-rate 0.002] \
-        [--shuffle-buffer 20000] [--seed 42] [--augment] [--early-stopping-patience 4] [--max-train-minutes 10]
+        [--shuffle-buffer 20000] [--seed 42] [--augment] [--early-stopping-patience 5] [--max-train-minutes 10]
 
 A retried task resumes from the run's last per-epoch checkpoint (the log says at which epoch).
 

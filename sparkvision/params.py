@@ -31,7 +31,7 @@ class TrainParams:
     #: Random horizontal flip and small shifts, active only while training.
     augment: bool = False
     #: Stop when validation accuracy has not improved for this many epochs (0: never).
-    early_stopping_patience: int = 4
+    early_stopping_patience: int = 5
     #: Stop before an epoch that would end past this many minutes of training (0: no budget).
     max_train_minutes: float = 10.0
 

@@ -10,7 +10,7 @@ Run directory::
 
     train_params.json   the run's parameters and input (dataset version, content hash)
     backup/             Keras BackupAndRestore state: weights + optimizer + epoch (every epoch)
-    best.weights.h5     the weights of the best validation accuracy so far
+    best.weights.h5     the weights to export: the latest epoch within 0.002 of the best val_accuracy
     history.csv         one row per epoch (loss, accuracy, val_*, seconds, images/s), across resumes
     history.json        the summary once training finished
     model.keras         the final model (best weights), export/ its SavedModel; then _SUCCESS
@@ -41,6 +41,8 @@ HISTORY_FILE = "history.json"
 HISTORY_CSV = "history.csv"  # one row per epoch, appended across resumes
 PARAMS_FILE = "train_params.json"
 MONITOR = "val_accuracy"
+#: Validation accuracy within this of the best counts as a tie; ties go to the later epoch.
+BEST_TOLERANCE = 0.002
 
 
 class RunDir:
@@ -141,7 +143,12 @@ def make_callbacks(run_dir: RunDir, params: TrainParams, images_per_epoch: int, 
             )
 
     class BestAndStop(keras.callbacks.Callback):
-        """Keeps the best weights on disk; early stopping and the time budget, resume-proof."""
+        """Keeps the weights to export on disk; early stopping and the time budget, resume-proof.
+
+        The weights kept are those of the latest epoch whose validation accuracy is within
+        BEST_TOLERANCE of the best so far: on a few thousand validation images smaller gaps are
+        noise, and under the cosine schedule the later, lower-learning-rate epochs generalise better.
+        """
 
         def __init__(self):
             super().__init__()
@@ -154,10 +161,10 @@ def make_callbacks(run_dir: RunDir, params: TrainParams, images_per_epoch: int, 
             self.durations.append(float(logs.get("seconds", 0)))
             self.spent += self.durations[-1]
             score = logs.get(MONITOR)
-            if score is None or score > self.best:
-                self.best = score if score is not None else self.best
-                self.wait = 0
+            if score is None or score >= self.best - BEST_TOLERANCE:
                 self.model.save_weights(best_path)
+            if score is not None and score > self.best:
+                self.best, self.wait = score, 0
             else:
                 self.wait += 1
             if params.early_stopping_patience and self.wait >= params.early_stopping_patience:
@@ -270,7 +277,7 @@ def train(fs, paths: DatasetPaths, model_paths: ModelPaths, params: TrainParams)
         )
         seconds = time.monotonic() - started
         if (run_dir.local / BEST_WEIGHTS).exists():
-            model.load_weights(run_dir.local / BEST_WEIGHTS)  # restore the best epoch's weights
+            model.load_weights(run_dir.local / BEST_WEIGHTS)  # restore the (latest near-)best epoch's weights
         model.save(run_dir.local / MODEL_FILE)
         export = run_dir.local / EXPORT_DIR
         if export.exists():
@@ -285,7 +292,7 @@ def train(fs, paths: DatasetPaths, model_paths: ModelPaths, params: TrainParams)
             "epochs": len(rows),
             "resumed_at_epoch": start,
             "epochs_run_now": len(rows) - start,
-            "best_epoch": scores.index(max(scores)) + 1 if scores else len(rows),
+            "best_epoch": _exported_epoch(scores) if scores else len(rows),
             "train_seconds": round(sum(history.get("seconds", [])), 1),
             "train_seconds_now": round(seconds, 1),
             "architecture": params.architecture,
@@ -319,3 +326,8 @@ def _rewrite_history(path: Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def _exported_epoch(scores: list[float]) -> int:
+    """The 1-based epoch whose weights are exported (see BestAndStop)."""
+    return max(i for i, score in enumerate(scores) if score >= max(scores) - BEST_TOLERANCE) + 1
