@@ -196,8 +196,12 @@ with DAG(
         """Publish only a blessed model; otherwise say why and skip publishing."""
         from sparkvision.orchestration import read_json
 
-        metrics = read_json(f"{ROOT}/runs/{resolved_run['model']}/{resolved_run['run_id']}/evaluation/metrics.json")
-        print(f"{'BLESSED' if metrics['blessed'] else 'NOT BLESSED, not publishing'}: {metrics['reason']}")
+        run_dir = f"{ROOT}/runs/{resolved_run['model']}/{resolved_run['run_id']}"
+        metrics = read_json(f"{run_dir}/evaluation/metrics.json")
+        if metrics["blessed"]:
+            print(f"BLESSED: {metrics['reason']}")
+        else:
+            print(f"NOT BLESSED, not publishing: {metrics['reason']}. The model stays in {run_dir}/")
         return bool(metrics["blessed"])
 
     publish = spark_job(
