@@ -101,7 +101,7 @@ def record(name: str, rows: list[dict], command: str, details: dict | None = Non
         ]
     )
     BENCHMARKS_MD.parent.mkdir(parents=True, exist_ok=True)
-    with open(BENCHMARKS_MD.with_suffix(".lock"), "w") as lock:
+    with open(RESULTS_DIR / ".benchmarks-md.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else HEADER
         pattern = re.compile(rf"<!-- bench:{re.escape(name)}:start -->.*?<!-- bench:{re.escape(name)}:end -->", re.S)
