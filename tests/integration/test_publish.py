@@ -30,12 +30,16 @@ def trained(request, spark, tmp_path_factory):
     from sparkvision.storage import HadoopFS
     from sparkvision.train import train
 
-    if request.param == "file":
-        root = (tmp_path_factory.mktemp("publish") / "root").as_uri()
-    else:
-        root = f"{request.getfixturevalue('hdfs').uri}/publish-{uuid.uuid4().hex[:8]}"
     fs = HadoopFS(spark)
-    build_tensors(spark, root, "v1", 250)
+    local_root = (tmp_path_factory.mktemp("publish") / "root").as_uri()
+    build_tensors(spark, local_root, "v1", 250)
+    if request.param == "file":
+        root = local_root
+    else:
+        # Only the tensors go to HDFS (a handful of files): the raw drop's 500 PNGs would take
+        # minutes to create one by one on the test HDFS, and ingest is not under test here.
+        root = f"{request.getfixturevalue('hdfs').uri}/publish-{uuid.uuid4().hex[:8]}"
+        fs.copy(DatasetPaths(local_root, DATASET, "v1").tensors, DatasetPaths(root, DATASET, "v1").tensors)
     paths, model_paths = DatasetPaths(root, DATASET, "v1"), ModelPaths(root, "base")
     run = train(fs, paths, model_paths, TRAIN)
     metrics = evaluate(fs, paths, model_paths, run["run_id"], EvalParams(min_accuracy=0.3))
@@ -157,6 +161,8 @@ def test_rollback_points_latest_at_an_earlier_version(trained, project_dir):
 
     from sparkvision.publish import latest_version, publish
 
+    if trained["root"].startswith("hdfs"):
+        pytest.skip("rollback only rewrites LATEST: the same code on both roots, checked on file:// (faster)")
     fs, model_paths = trained["fs"], ModelPaths(trained["root"], "rollback")
     for run in ("run-1", "run-2"):
         clone_run(trained, "rollback", run)
