@@ -12,6 +12,7 @@ from typing import Any
 
 from sparkvision import settings
 from sparkvision.layout import is_hdfs, uri_path
+from sparkvision.storage import CLOSE_RETRY_DELAY_KEY
 
 
 def xcom(task_id: str, key: str) -> str:
@@ -41,7 +42,12 @@ def spark_job(task_id: str, job: str, args: list[str], **kwargs: Any):
     """A SparkSubmitOperator running ``spark_jobs/<job>.py``; master etc. come from the connection."""
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-    conf = {"spark.log.level": "WARN", "spark.ui.showConsoleProgress": "false", **kwargs.pop("conf", {})}
+    conf = {
+        "spark.log.level": "WARN",
+        "spark.ui.showConsoleProgress": "false",
+        f"spark.hadoop.{CLOSE_RETRY_DELAY_KEY}": "20",  # small-file writes to HDFS (see storage.py)
+        **kwargs.pop("conf", {}),
+    }
     return SparkSubmitOperator(
         task_id=task_id,
         application=str(settings.spark_jobs_dir() / f"{job}.py"),

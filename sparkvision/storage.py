@@ -16,6 +16,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+CLOSE_RETRY_DELAY_KEY = "dfs.client.block.write.locateFollowingBlock.initial.delay.ms"
+
 
 class HadoopFS:
     """A thin Pythonic wrapper over ``FileSystem``/``FileContext`` for one SparkSession."""
@@ -23,6 +25,10 @@ class HadoopFS:
     def __init__(self, spark: Any) -> None:
         self._jvm = spark._jvm
         self._conf = spark._jsc.hadoopConfiguration()
+        # HDFS clients wait 400 ms before asking again whether a just-written block is complete;
+        # with many small files (a raw drop, Parquet parts) that wait dominates: 0.3 s per file
+        # against 0.04 s with 20 ms, measured on the local single-node HDFS.
+        self._conf.setIfUnset(CLOSE_RETRY_DELAY_KEY, "20")
 
     def _path(self, uri: str) -> Any:
         return self._jvm.org.apache.hadoop.fs.Path(uri)

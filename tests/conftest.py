@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sparkvision.hdfs_cluster import HdfsCluster, with_free_ports
+from sparkvision.storage import CLOSE_RETRY_DELAY_KEY
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -18,11 +19,15 @@ def spark():
     """A local[2] SparkSession shared by the whole session (JVM start costs seconds)."""
     from pyspark.sql import SparkSession
 
-    session = (SparkSession.builder.master("local[2]").appName("sparkvision-tests")
-               .config("spark.ui.enabled", "false")
-               .config("spark.sql.shuffle.partitions", "4")
-               .config("spark.log.level", "WARN")
-               .getOrCreate())
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("sparkvision-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.log.level", "WARN")
+        .config(f"spark.hadoop.{CLOSE_RETRY_DELAY_KEY}", "20")  # see sparkvision.storage
+        .getOrCreate()
+    )
     yield session
     session.stop()
 
