@@ -33,7 +33,10 @@ WORK = PROJECT_DIR / "data" / "bench" / "ingest"
 DATASET = "fashion_mnist"
 HDFS_LIMIT = int(os.environ.get("SPARKVISION_BENCH_INGEST_HDFS_LIMIT", "5000"))  # per source split
 B_SUBSET = 70_000  # all of them: its per-row cost grows with the file (footer)
-SPARK_CONF = ["--master", "local[2]", "--driver-memory", "1g", "--conf", "spark.ui.enabled=false"]
+# 1g of driver heap failed the 700,000-file run (exit 52, OutOfMemoryError): the driver holds the
+# listing and every task's file list.
+DRIVER_MEMORY = os.environ.get("SPARKVISION_BENCH_DRIVER_MEMORY", "2g")
+SPARK_CONF = ["--master", "local[2]", "--driver-memory", DRIVER_MEMORY, "--conf", "spark.ui.enabled=false"]
 
 
 # -- the baselines, run as child processes: python -m bench.ingest baseline-a|baseline-b ... ------
@@ -261,7 +264,8 @@ def run(argv: list[str]) -> dict:
         "whole command (interpreter or JVM start included). The 700,000-file drop holds ten hard links per "
         "original file (separate files and names, the same bytes), so every image is a duplicate of nine others: "
         "the ingest flags 630,000 duplicates. Peak memory is sampled every 0.2 s over the spark-submit process "
-        "tree (JVM + Python workers). The HDFS run uses the first HDFS_LIMIT images of each source split "
+        f"tree (JVM + Python workers). Driver heap {DRIVER_MEMORY}: with 1g the 700,000-file run failed with a "
+        "driver OutOfMemoryError (exit 52). The HDFS run uses the first HDFS_LIMIT images of each source split "
         "(copying 70,000 files into a one-DataNode HDFS is slow) and reports images/s over what it ingested."
     )
     command = "python -m bench ingest  (make bench BENCH=ingest)"
