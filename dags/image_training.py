@@ -35,7 +35,15 @@ from airflow.sdk import DAG, Asset, Param, task
 from sparkvision import settings
 from sparkvision.layout import SAFE_NAME_PATTERN
 from sparkvision.orchestration import artifact_sensor, spark_job, xcom
-from sparkvision.params import ARCHITECTURES, DEFAULT_DATASET, DEFAULT_MODEL, EvalParams, TrainParams
+from sparkvision.params import (
+    ARCHITECTURES,
+    DEFAULT_DATASET,
+    DEFAULT_MODEL,
+    INGEST_DEFAULTS,
+    RESIZE_POLICIES,
+    EvalParams,
+    TrainParams,
+)
 
 ROOT = settings.storage_root()
 TRAIN = TrainParams()
@@ -82,6 +90,24 @@ with DAG(
             minimum=0,
             maximum=1,
             description="Fail ingest when more than this share of files is rejected",
+        ),
+        "resize_policy": Param(
+            INGEST_DEFAULTS["resize_policy"],
+            type="string",
+            enum=list(RESIZE_POLICIES),
+            description="How images reach the target shape: stretch, pad (letterbox) or crop (centre)",
+        ),
+        "drop_duplicates": Param(
+            INGEST_DEFAULTS["drop_duplicates"],
+            type="boolean",
+            description="Quarantine files whose content repeats an earlier file (always flagged)",
+        ),
+        "drift_threshold": Param(
+            INGEST_DEFAULTS["drift_threshold"],
+            type="number",
+            minimum=0,
+            maximum=1,
+            description="Warn when the label distribution moved more than this since the previous version",
         ),
         "architecture": Param(TRAIN.architecture, type="string", enum=list(ARCHITECTURES)),
         "epochs": Param(TRAIN.epochs, type="integer", minimum=1, maximum=1000),
@@ -144,6 +170,11 @@ with DAG(
             "{{ params.image_shape }}",
             "--max-rejected-share",
             "{{ params.max_rejected_share }}",
+            "--resize-policy",
+            "{{ params.resize_policy }}",
+            "--drift-threshold",
+            "{{ params.drift_threshold }}",
+            "{{ '--drop-duplicates' if params.drop_duplicates else '--no-drop-duplicates' }}",
         ],
     )
     wait_for_curated = artifact_sensor("wait_for_curated", ROOT, f"curated/{R['dataset']}/{R['version']}/_SUCCESS")

@@ -13,6 +13,7 @@ Exit status 1 with the reason on stderr when the rejected share passes --max-rej
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 
@@ -31,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rejected-share", type=float, default=0.05, help="fail above this share (0..1)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="decompression-bomb guard")
     parser.add_argument("--max-file-bytes", type=int, default=DEFAULT_MAX_FILE_BYTES, help="larger files: rejected")
-    parser.add_argument("--drop-duplicates", action="store_true", help="reject files whose content repeats")
+    parser.add_argument(
+        "--drop-duplicates",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="reject files whose content repeats (duplicates are always flagged)",
+    )
     parser.add_argument("--drift-threshold", type=float, default=0.1, help="warn above this label drift (0..1)")
     parser.add_argument("--alpha-background", type=int, default=0, help="grey level under transparent pixels")
     parser.add_argument("--target-file-mb", type=int, default=DEFAULT_TARGET_FILE_MB, help="curated Parquet file size")

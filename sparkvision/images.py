@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from sparkvision.params import RESIZE_POLICIES
 from sparkvision.schema import ImageSpec
 
 # Rejected files are reported in the rejects table; OpenCV's own per-file log lines are noise.
@@ -68,7 +69,6 @@ DEFAULT_MAX_PIXELS = 50_000_000
 #: Files larger than this are refused from the listing, without being read.
 DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
 
-RESIZE_POLICIES = ("stretch", "pad", "crop")
 
 # Formats that OpenCV is built without here (or that need an opt-in): decode failure = unsupported.
 _OPTIONAL_FORMATS = {"exr", "heif"}

@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 
 from sparkvision import images, schema
 from sparkvision.layout import SAFE_NAME, SUCCESS, DatasetPaths
+from sparkvision.params import INGEST_DEFAULTS
 from sparkvision.schema import ImageSpec
 
 log = logging.getLogger(__name__)
@@ -82,9 +83,9 @@ class IngestParams:
     spec: ImageSpec = field(default_factory=ImageSpec)
     max_rejected_share: float = 0.05
     max_pixels: int = images.DEFAULT_MAX_PIXELS
-    resize_policy: str = "stretch"
-    drop_duplicates: bool = False
-    drift_threshold: float = 0.1
+    resize_policy: str = INGEST_DEFAULTS["resize_policy"]
+    drop_duplicates: bool = INGEST_DEFAULTS["drop_duplicates"]
+    drift_threshold: float = INGEST_DEFAULTS["drift_threshold"]
     max_file_bytes: int = images.DEFAULT_MAX_FILE_BYTES
     alpha_background: int = 0
     target_file_mb: int = DEFAULT_TARGET_FILE_MB

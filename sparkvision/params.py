@@ -10,6 +10,10 @@ import json
 from dataclasses import asdict, dataclass
 
 ARCHITECTURES = ("reference", "stronger")
+#: How ingest brings an image to the target shape: stretch, letterbox (pad) or centre crop.
+RESIZE_POLICIES = ("stretch", "pad", "crop")
+#: Defaults of the ingest parameters that the DAG's form offers (IngestParams holds them all).
+INGEST_DEFAULTS = {"resize_policy": "stretch", "drop_duplicates": False, "drift_threshold": 0.1}
 DEFAULT_DATASET = "fashion_mnist"
 DEFAULT_MODEL = "fashion_cnn"
 

@@ -26,7 +26,13 @@ def resolve_run(root: str, params: dict, when: datetime) -> dict:
             root, validate_name(params["dataset"], "dataset"), validate_name(version, "version")
         )
         ModelPaths(root, params["model"])
-        IngestParams(ImageSpec.parse(params["image_shape"]), float(params["max_rejected_share"]))
+        IngestParams(
+            ImageSpec.parse(params["image_shape"]),
+            float(params["max_rejected_share"]),
+            resize_policy=params["resize_policy"],
+            drop_duplicates=bool(params["drop_duplicates"]),
+            drift_threshold=float(params["drift_threshold"]),
+        )
         train = TrainParams(
             architecture=params["architecture"],
             epochs=int(params["epochs"]),

@@ -122,6 +122,9 @@ def test_resolve_run_derives_version_from_logical_date_and_refuses_bad_values():
         "model": "fashion_cnn",
         "image_shape": "28x28x1",
         "max_rejected_share": 0.05,
+        "resize_policy": "stretch",
+        "drop_duplicates": False,
+        "drift_threshold": 0.1,
         "architecture": TrainParams.architecture,
         "epochs": 2,
         "batch_size": 64,
@@ -142,6 +145,8 @@ def test_resolve_run_derives_version_from_logical_date_and_refuses_bad_values():
         ("max_rejected_share", 2),
         ("epochs", 0),
         ("architecture", "resnet"),
+        ("resize_policy", "zoom"),
+        ("drift_threshold", -0.1),
     ]:
         with pytest.raises(InvalidRunParams, match="refusing"):
             resolve_run("file:///r", {**base, key: value}, datetime(2026, 11, 24, tzinfo=UTC))
