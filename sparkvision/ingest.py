@@ -186,34 +186,10 @@ def decode_record(
         digest = images.content_hash(content)
         decoded = images.decode(content, params.spec, params.max_pixels, params.resize_policy, params.alpha_background)
     except images.Rejected as rejected:
-        return (
-            images.stable_id(rel_path),
-            rel_path,
-            label,
-            source_split(rel_path),
-            digest,
-            None,
-            None,
-            None,
-            None,
-            size,
-            rejected.reason,
-            rejected.detail,
-        )
-    return (
-        images.stable_id(rel_path),
-        rel_path,
-        label,
-        source_split(rel_path),
-        digest,
-        decoded.orig_height,
-        decoded.orig_width,
-        decoded.orig_channels,
-        decoded.pixels,
-        size,
-        None,
-        None,
-    )
+        image, reason = (None, None, None, None), (rejected.reason, rejected.detail)
+    else:
+        image, reason = (decoded.orig_height, decoded.orig_width, decoded.orig_channels, decoded.pixels), (None, None)
+    return (images.stable_id(rel_path), rel_path, label, source_split(rel_path), digest, *image, size, *reason)
 
 
 def rows_to_batch(rows: list[tuple]) -> pa.RecordBatch:
