@@ -33,7 +33,7 @@ import pendulum
 from airflow.sdk import DAG, Asset, Param, task
 
 from sparkvision import settings
-from sparkvision.layout import SAFE_NAME_PATTERN
+from sparkvision.layout import SAFE_NAME_PATTERN, ModelPaths
 from sparkvision.orchestration import artifact_sensor, spark_job, xcom
 from sparkvision.params import (
     ARCHITECTURES,
@@ -227,7 +227,7 @@ with DAG(
         """Publish only a blessed model; otherwise say why and skip publishing."""
         from sparkvision.orchestration import read_json
 
-        run_dir = f"{ROOT}/runs/{resolved_run['model']}/{resolved_run['run_id']}"
+        run_dir = ModelPaths(ROOT, resolved_run["model"]).run(resolved_run["run_id"])
         metrics = read_json(f"{run_dir}/evaluation/metrics.json")
         if metrics["blessed"]:
             print(f"BLESSED: {metrics['reason']}")
@@ -248,7 +248,8 @@ with DAG(
 
         from sparkvision.orchestration import read_json
 
-        published = read_json(f"{ROOT}/runs/{resolved_run['model']}/{resolved_run['run_id']}/published.json")
+        run_dir = ModelPaths(ROOT, resolved_run["model"]).run(resolved_run["run_id"])
+        published = read_json(f"{run_dir}/published.json")
         if not published["new"]:
             raise AirflowSkipException(f"no new model version: {published['reason']}")
         outlet_events[PUBLISHED_MODELS].extra = {

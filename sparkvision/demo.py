@@ -21,7 +21,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from sparkvision.layout import ModelPaths, is_hdfs, uri_path
+from sparkvision.layout import ModelPaths
 from sparkvision.params import DEFAULT_DATASET, DEFAULT_MODEL
 from sparkvision.settings import PROJECT_DIR, storage_root
 
@@ -78,17 +78,10 @@ def _short(line: str) -> str:
 
 def published_summary(root: str, model: str) -> dict:
     """LATEST's version, path and metrics (read locally on file://, through WebHDFS on HDFS)."""
-    from sparkvision.orchestration import read_json
+    from sparkvision.orchestration import read_json, read_text
 
     paths = ModelPaths(root, model)
-    if is_hdfs(root):
-        from airflow.providers.apache.hdfs.hooks.webhdfs import WebHDFSHook
-
-        client = WebHDFSHook("webhdfs_default").get_conn()
-        with client.read(uri_path(paths.latest_pointer)) as reader:
-            version = int(reader.read().decode().strip())
-    else:
-        version = int(Path(uri_path(paths.latest_pointer)).read_text().strip())
+    version = int(read_text(paths.latest_pointer).strip())
     metrics = read_json(f"{paths.version(version)}/metrics.json")
     return {
         "version": version,

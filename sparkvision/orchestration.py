@@ -60,13 +60,18 @@ def spark_job(task_id: str, job: str, args: list[str], **kwargs: Any):
     )
 
 
-def read_json(uri: str) -> Any:
-    """Read a small JSON file from the root: through the WebHDFS connection on HDFS, else locally."""
+def read_text(uri: str) -> str:
+    """Read a small text file from the root: through the WebHDFS connection on HDFS, else locally."""
     if is_hdfs(uri):
         from airflow.providers.apache.hdfs.hooks.webhdfs import WebHDFSHook
 
         client = WebHDFSHook(settings.webhdfs_conn_id()).get_conn()
         with client.read(uri_path(uri)) as reader:
-            return json.load(reader)
+            return reader.read().decode("utf-8")
     with open(uri_path(uri)) as handle:
-        return json.load(handle)
+        return handle.read()
+
+
+def read_json(uri: str) -> Any:
+    """Read a small JSON file from the root (see read_text)."""
+    return json.loads(read_text(uri))
