@@ -3,6 +3,7 @@
 #   1. Debian packages (Java 17, Maven, Kerberos headers for gssapi, the Fashion-MNIST dataset)
 #   2. .venv with the pinned Python stack (requirements.lock) and exactly one pyspark 4.3.0
 #   3. the Hadoop 3.5.0 jars from Maven Central into .cache/hadoop/lib
+#   4. a JVM class-data-sharing archive for spark-submit (scripts/spark_cds.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT_DIR="$PWD"
@@ -46,4 +47,5 @@ if ! ls .cache/hadoop/lib/hadoop-hdfs-3.5.0.jar >/dev/null 2>&1; then
   mvn -B -q -f hadoop/pom.xml -Dmaven.repo.local="$ROOT_DIR/.cache/m2" dependency:copy-dependencies \
     -DoutputDirectory="$ROOT_DIR/.cache/hadoop/lib" -DincludeScope=runtime
 fi
+bash scripts/spark_cds.sh
 log "ready: .venv (Python $(.venv/bin/python -c 'import platform; print(platform.python_version())')), pyspark 4.3.0, Hadoop jars in .cache/hadoop/lib"

@@ -5,16 +5,21 @@ point; docs/ingest.md describes the outputs, the reasons and how it scales.
 
 How it reads many small files (the choices, briefly):
 
-- Spark lists the drop once (``binaryFile``, recursive; names starting with ``.`` or ``_``, such
-  as ``_SUCCESS``, are not part of a drop). ``files_found`` is the size of that listing.
-- Files are packed into few tasks (``openCostInBytes``, ``maxPartitionBytes``,
-  ``minPartitionNum``), never one task per file, and decoded with OpenCV on Arrow batches
-  (``mapInArrow``). Spark's JVM reads the bytes, which works the same on ``file://`` and
-  ``hdfs://`` (Python workers have no HDFS client: no libhdfs here, no JVM in the worker).
-- A file that cannot be read (permissions, I/O error, gone since the listing) would fail its
-  whole task; ``ignoreCorruptFiles``/``ignoreMissingFiles`` make Spark skip it instead, and the
-  listing minus the decoded paths names it: an ``unreadable_file`` reject. Files over
-  ``max_file_bytes`` are refused from the listing without being read.
+- ``file://`` roots (a laptop, or a mount that every node sees at the same path): the listing is
+  a Spark job, not a driver loop. The driver lists only the drop's top level (label folders and
+  loose files); tasks walk the label folders with ``os.scandir`` and emit (path, size) rows; a
+  round-robin repartition spreads those over decode tasks of at most ``LOCAL_FILES_PER_TASK``
+  files, whose Python workers read and decode each file themselves. No process ever holds the
+  whole listing, and the JVM never opens a file.
+- Other Hadoop filesystems (``hdfs://``): Spark lists the drop once (``binaryFile``, recursive)
+  and its JVM reads the bytes (Python workers have no HDFS client: no libhdfs here, no JVM in
+  the worker). Files are packed into few tasks (``openCostInBytes``, ``maxPartitionBytes``,
+  ``minPartitionNum``), never one task per file. The driver holds that listing (file statuses).
+- Names starting with ``.`` or ``_`` (such as ``_SUCCESS``) and ``*._COPYING_`` are not part of a
+  drop, on both paths (Spark's listing rule). ``files_found`` counts what is left.
+- Decoding is OpenCV on Arrow batches (``mapInArrow``). A file that cannot be read costs only
+  its own row: an ``unreadable_file`` reject. Files over ``max_file_bytes`` are refused from
+  their listed size without being read.
 - The decoded rows (pixels, not file bytes) are cached once and every later step (duplicates,
   statistics, the two writes) reads the cache; the output is sized from bytes, not file count.
 """
@@ -25,6 +30,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -74,6 +80,10 @@ SPARK_CONF = {
     "spark.sql.execution.arrow.maxRecordsPerBatch": "1000",
     "spark.sql.execution.arrow.maxBytesPerBatch": str(64 * 1024 * 1024),
 }
+#: file:// roots: at most this many files per decode task (a 10^7-file drop: 500 tasks).
+LOCAL_FILES_PER_TASK = 20_000
+#: file:// roots: paths per Arrow batch emitted by the listing tasks.
+LISTING_BATCH = 10_000
 
 
 @dataclass(frozen=True)
@@ -208,6 +218,15 @@ def read_local(uri: str) -> tuple[bytes | None, tuple[str, str]]:
         return None, (images.UNREADABLE, f"{type(exc).__name__}: {exc.strerror or exc}")
 
 
+def read_listed(uri: str, size: int | None, max_file_bytes: int) -> tuple[bytes | None, tuple[str, str]]:
+    """A listed local file's bytes, unless its listed size refuses it (or no size could be read)."""
+    if size is None:
+        return None, (images.UNREADABLE, "listed, but its size could not be read (broken link or I/O error)")
+    if size > max_file_bytes:
+        return None, (images.FILE_TOO_LARGE, f"{size} bytes is over max_file_bytes={max_file_bytes}")
+    return read_local(uri)
+
+
 def decode_batches(
     batches: Iterable[pa.RecordBatch],
     drop_path: str,
@@ -218,7 +237,8 @@ def decode_batches(
     """mapInArrow body: binaryFile batches (path, length[, content]) -> DECODED_SCHEMA batches.
 
     ``local_read``: the batch has no content and the files are on a local filesystem: each is
-    read here with ``open()`` (faster than the JVM's reader; an error rejects only that file).
+    read here with ``open()`` unless its listed ``length`` refuses it (missing or over
+    ``max_file_bytes``); an error rejects only that file.
 
     Without a ``content`` column every file is rejected with ``missing`` (files refused from the
     listing).
@@ -231,7 +251,7 @@ def decode_batches(
         if "content" in names:
             contents = batch.column("content").to_pylist()
         elif local_read:
-            read = [read_local(uri) for uri in uris]
+            read = [read_listed(uri, size, params.max_file_bytes) for uri, size in zip(uris, sizes, strict=True)]
             contents, reasons = [content for content, _ in read], [reason for _, reason in read]
         else:
             contents = [None] * len(uris)
@@ -240,6 +260,77 @@ def decode_batches(
             for uri, size, content, reason in zip(uris, sizes, contents, reasons, strict=True)
         ]
         yield rows_to_batch(rows)
+
+
+def skipped_name(name: str) -> bool:
+    """Names that are not part of a drop (Spark's listing skips them too): ``.x``, ``_x``, ``x._COPYING_``."""
+    return name.startswith((".", "_")) or name.endswith("._COPYING_")
+
+
+def walk_files(path: str) -> Iterator[tuple[str, int | None]]:
+    """(path, size) of ``path`` if it is a file, else of every file below it; size None: no stat.
+
+    Folders are walked without following links to folders (no cycles); a link to a file counts
+    as that file; a broken link is a file whose size cannot be read.
+    """
+    stack = [path]
+    while stack:
+        current = stack.pop()
+        try:
+            is_dir = os.path.isdir(current) and not os.path.islink(current)
+        except OSError:
+            is_dir = False
+        if not is_dir:
+            try:
+                yield current, os.stat(current).st_size
+            except OSError:
+                yield current, None
+            continue
+        with os.scandir(current) as entries:
+            for entry in entries:
+                if skipped_name(entry.name):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                    continue
+                try:
+                    size = entry.stat().st_size
+                except OSError:
+                    size = None
+                yield entry.path, size
+
+
+def _listable(path: str) -> str:
+    """A path as an Arrow string: names that are not UTF-8 keep a readable, replaced spelling."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", errors="replace")
+    return path
+
+
+def walk_batches(batches: Iterable[pa.RecordBatch], drop_path: str) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: top-level entries of a drop (``entry``) -> (path, length) of every file.
+
+    Batches of at most ``LISTING_BATCH`` files: a folder of millions of files streams through.
+    """
+    schema_ = pa.schema([("path", pa.string()), ("length", pa.int64())])
+    for batch in batches:
+        for entry in batch.column("entry").to_pylist():
+            uris: list[str] = []
+            sizes: list[int | None] = []
+            for path, size in walk_files(os.path.join(drop_path, entry)):
+                uris.append("file:" + _listable(path))
+                sizes.append(size)
+                if len(uris) >= LISTING_BATCH:
+                    yield pa.RecordBatch.from_arrays(
+                        [pa.array(uris, pa.string()), pa.array(sizes, pa.int64())], schema=schema_
+                    )
+                    uris, sizes = [], []
+            if uris:
+                yield pa.RecordBatch.from_arrays(
+                    [pa.array(uris, pa.string()), pa.array(sizes, pa.int64())], schema=schema_
+                )
 
 
 def listing_paths(batches: Iterable[pa.RecordBatch], drop_path: str) -> Iterator[pa.RecordBatch]:
@@ -474,7 +565,46 @@ def run_ingest(spark, paths: DatasetPaths, params: IngestParams) -> dict:
     if not HadoopFS(spark).exists(f"{paths.raw}/{SUCCESS}"):
         raise FileNotFoundError(f"no complete raw drop at {paths.raw} (no {SUCCESS})")
     with session_conf(spark, ingest_conf(spark)):
+        if paths.raw.startswith("file:"):
+            return ingest_local(spark, paths, params, started)
         return ingest_listed(spark, list_drop(spark, paths), paths, params, started)
+
+
+def ingest_local(spark, paths: DatasetPaths, params: IngestParams, started: float | None = None) -> dict:
+    """Ingest a drop on a local (or everywhere-mounted) filesystem: listing and reading in tasks."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+    from pyspark.storagelevel import StorageLevel
+
+    started = time.monotonic() if started is None else started
+    drop_path = drop_dir(paths.raw)
+    entries = sorted(name for name in os.listdir(drop_path) if not skipped_name(name))
+    tasks = max(1, min(len(entries), spark.sparkContext.defaultParallelism))
+    listing = (
+        spark.createDataFrame([(name,) for name in entries], "entry string")
+        .repartition(tasks)
+        .mapInArrow(lambda it: walk_batches(it, drop_path), "path string, length long")
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    try:
+        found = listing.count()
+        decode_tasks = max(2 * spark.sparkContext.defaultParallelism, math.ceil(found / LOCAL_FILES_PER_TASK))
+        log.info(
+            "found %d files in %s (%d top-level entries listed in %d tasks; %.1fs); decoding in %d tasks",
+            found,
+            paths.raw,
+            len(entries),
+            tasks,
+            time.monotonic() - started,
+            decode_tasks,
+        )
+        decoded = (
+            listing.repartition(decode_tasks)
+            .mapInArrow(lambda it: decode_batches(it, drop_path, params, local_read=True), from_arrow_schema(_DECODED))
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        return _curate(spark, decoded, found, paths, params, started, None)
+    finally:
+        listing.unpersist()
 
 
 def ingest_listed(spark, files, paths: DatasetPaths, params: IngestParams, started: float | None = None) -> dict:
@@ -483,10 +613,7 @@ def ingest_listed(spark, files, paths: DatasetPaths, params: IngestParams, start
     from pyspark.sql.pandas.types import from_arrow_schema
     from pyspark.storagelevel import StorageLevel
 
-    from sparkvision.storage import HadoopFS
-
     started = time.monotonic() if started is None else started
-    fs = HadoopFS(spark)
     drop_path = drop_dir(paths.raw)
     decoded_type = from_arrow_schema(_DECODED)
     found = len(files._jdf.inputFiles())  # the listing itself: no job, no file opened
@@ -495,7 +622,7 @@ def ingest_listed(spark, files, paths: DatasetPaths, params: IngestParams, start
     # Files over max_file_bytes are filtered by their listed length (binaryFile never reads
     # their bytes) and, like unreadable and empty files, accounted for from the listing.
     # On file:// the Python workers read the bytes themselves (about twice the JVM reader's
-    # rate here: no checksum-filesystem open per file); on hdfs:// Spark's reader does.
+    # rate here: no checksum-filesystem open per file); elsewhere Spark's reader does.
     local = paths.raw.startswith("file:")
     columns = ["path", "length"] if local else ["path", "length", "content"]
     decoded = (
@@ -504,6 +631,23 @@ def ingest_listed(spark, files, paths: DatasetPaths, params: IngestParams, start
         .mapInArrow(lambda it: decode_batches(it, drop_path, params, local_read=local), decoded_type)
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
+
+    def unaccounted():
+        return _unreadable(spark, files, decoded, drop_path, params, decoded_type)
+
+    return _curate(spark, decoded, found, paths, params, started, unaccounted)
+
+
+def _curate(spark, decoded, found: int, paths: DatasetPaths, params: IngestParams, started: float, unaccounted):
+    """From cached decoded rows: duplicates, statistics, manifest and the staged, atomic writes.
+
+    ``unaccounted``: builds the rows of listed files that ``decoded`` lacks (None: it lacks none).
+    """
+    from pyspark.sql import functions as F
+
+    from sparkvision.storage import HadoopFS
+
+    fs = HadoopFS(spark)
     summarize = _summarizer(spark, params)
     cached = [decoded]
     try:
@@ -512,9 +656,9 @@ def ingest_listed(spark, files, paths: DatasetPaths, params: IngestParams, start
         summary = summarize(flagged)
         log.info("summarized (%.1fs)", time.monotonic() - started)
         seen = sum(n for n, _ in summary["groups"].values())
-        if seen != found:
+        if seen != found and unaccounted is not None:
             # Listed but not decoded: empty, over max_file_bytes, unreadable or vanished.
-            unreadable = _unreadable(spark, files, decoded, drop_path, params, decoded_type).persist()
+            unreadable = unaccounted().persist()
             cached.append(unreadable)
             log.warning("%d listed files were not decoded (empty, too large or unreadable)", unreadable.count())
             flagged = flagged.unionByName(unreadable.withColumn(DUPLICATE_OF, F.lit(None).cast("string")))

@@ -155,6 +155,29 @@ def test_mixed_corpus_exact_counts_and_reasons(spark, hadoop_fs, root, tmp_path)
     assert manifest["orig_size_histogram"] == {"<=32": 7, "<=64": 4}
 
 
+def test_local_walk_gives_the_same_counts_and_reasons(spark, hadoop_fs, tmp_path):
+    """run_ingest on file:// lists in tasks and reads in Python workers: same accounting as above."""
+    files, expected = mixed_corpus()
+    paths = lay_out(hadoop_fs, (tmp_path / "root").as_uri(), tmp_path, files, "mixed", "v1")
+    drop = Path(paths.raw[len("file://") :])
+    (drop / "shirt/vanishes.png").unlink()
+    (drop / "shirt/vanishes.png").symlink_to(drop / "shirt/gone-for-good.png")  # listed, not readable
+    for skipped in (".hidden.png", "shirt/.DS_Store", "shirt/_tmp.png", "bag/part.png._COPYING_", "_logs/x.png"):
+        (drop / skipped).parent.mkdir(parents=True, exist_ok=True)
+        (drop / skipped).write_bytes(png(grey()))  # not part of a drop: not found, not rejected
+    params = IngestParams(ImageSpec(28, 28, 1), 1.0, max_file_bytes=100_000)
+    manifest = run_ingest(spark, paths, params)
+
+    for key in ("files_found", "accepted", "rejected", "rejected_by_reason", "per_label"):
+        assert manifest[key] == expected[key], key
+    rejects = {r["path"]: r for r in read_table(spark, f"{paths.curated}/rejects.parquet")}
+    assert {path: r["reason"] for path, r in rejects.items()} == expected["reject_paths"]
+    assert "size could not be read" in rejects["shirt/vanishes.png"]["detail"]
+    assert rejects["bag/big.bmp"]["size"] > 100_000 and rejects["bag/big.bmp"]["content_hash"] is None  # never read
+    curated = read_table(spark, f"{paths.curated}/images.parquet")
+    assert [r["path"] for r in curated] == sorted(rel for rel in files if rel not in expected["reject_paths"])
+
+
 def test_colour_dataset_of_varied_sizes_and_formats_is_deterministic(spark, hadoop_fs, tmp_path):
     files = {
         "cat/a.png": png(colour(120, 80)),
