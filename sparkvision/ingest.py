@@ -583,7 +583,7 @@ def ingest_local(spark, paths: DatasetPaths, params: IngestParams, started: floa
         spark.createDataFrame([(name,) for name in entries], "entry string")
         .repartition(tasks)
         .mapInArrow(lambda it: walk_batches(it, drop_path), "path string, length long")
-        .persist(StorageLevel.MEMORY_AND_DISK)
+        .persist(StorageLevel.DISK_ONLY)
     )
     try:
         found = listing.count()
@@ -600,7 +600,7 @@ def ingest_local(spark, paths: DatasetPaths, params: IngestParams, started: floa
         decoded = (
             listing.repartition(decode_tasks)
             .mapInArrow(lambda it: decode_batches(it, drop_path, params, local_read=True), from_arrow_schema(_DECODED))
-            .persist(StorageLevel.MEMORY_AND_DISK)
+            .persist(StorageLevel.DISK_ONLY)
         )
         return _curate(spark, decoded, found, paths, params, started, None)
     finally:
@@ -629,7 +629,7 @@ def ingest_listed(spark, files, paths: DatasetPaths, params: IngestParams, start
         files.filter(F.col("length") <= params.max_file_bytes)
         .select(*columns)
         .mapInArrow(lambda it: decode_batches(it, drop_path, params, local_read=local), decoded_type)
-        .persist(StorageLevel.MEMORY_AND_DISK)
+        .persist(StorageLevel.DISK_ONLY)
     )
 
     def unaccounted():

@@ -27,6 +27,9 @@ from sparkvision.settings import storage_root
 
 log = logging.getLogger(__name__)
 
+#: Files copied at once into HDFS (small files: the NameNode round trips, not bytes, dominate).
+COPY_THREADS = 64
+
 
 def write_pngs(folder: Path, limit: int | None = None, source_dir: Path = fashion_mnist.DEFAULT_DIR) -> int:
     """Write the dataset's images as PNG files under ``folder/<label>/``; return how many."""
@@ -99,7 +102,7 @@ def _lay_out_hdfs(paths: DatasetPaths, limit: int | None, source_dir: Path) -> N
             fs.mkdirs(paths.raw.rsplit("/", 1)[0])
             with fs.staged_dir(paths.raw) as tmp:
                 fs.delete(tmp)  # copy_from_local creates the folder itself
-                fs.copy_from_local(f"{local}/drop", tmp)
+                fs.copy_from_local(f"{local}/drop", tmp, threads=COPY_THREADS)
         log.info("laid out %d images", count)
     finally:
         if existing is None:

@@ -24,6 +24,7 @@ class HadoopFS:
 
     def __init__(self, spark: Any) -> None:
         self._jvm = spark._jvm
+        self._gateway = spark.sparkContext._gateway
         self._conf = spark._jsc.hadoopConfiguration()
         # HDFS clients wait 400 ms before asking again whether a just-written block is complete;
         # with many small files (a raw drop, Parquet parts) that wait dominates: 0.3 s per file
@@ -124,9 +125,24 @@ class HadoopFS:
         """Copy a file or directory tree to ``local_dir`` (created as the copy itself)."""
         self._fs(uri).copyToLocalFile(False, self._path(uri), self._path(f"file://{local_dir}"), True)
 
-    def copy_from_local(self, local_path: str, uri: str) -> None:
-        """Copy a local file or directory tree to ``uri`` (which must not exist yet)."""
-        self._fs(uri).copyFromLocalFile(False, True, self._path(f"file://{local_path}"), self._path(uri))
+    def copy_from_local(self, local_path: str, uri: str, threads: int = 1) -> None:
+        """Copy a local file or directory tree to ``uri`` (which must not exist yet).
+
+        ``threads`` > 1 copies that many files at once (``hadoop fs -put -t``): a drop of small
+        files on HDFS goes about 12x faster with 64 than with one (40 -> 500 files/s here).
+        """
+        if threads <= 1:
+            self._fs(uri).copyFromLocalFile(False, True, self._path(f"file://{local_path}"), self._path(uri))
+            return
+        self.mkdirs(uri.rstrip("/").rsplit("/", 1)[0])  # -put, unlike copyFromLocalFile, needs the parent
+        args = ["-put", "-t", str(threads), f"file://{local_path}", uri]
+        jargs = self._gateway.new_array(self._jvm.java.lang.String, len(args))
+        for i, arg in enumerate(args):
+            jargs[i] = arg
+        shell = self._jvm.org.apache.hadoop.fs.FsShell(self._conf)
+        status = self._jvm.org.apache.hadoop.util.ToolRunner.run(self._conf, shell, jargs)
+        if status != 0:
+            raise OSError(f"copying {local_path} to {uri} failed (hadoop fs -put exit status {status})")
 
     @contextmanager
     def staged_dir(self, final: str) -> Iterator[str]:

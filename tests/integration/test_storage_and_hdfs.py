@@ -58,6 +58,19 @@ def test_copy_to_and_from_local(root, hadoop_fs, tmp_path):
     assert (tmp_path / "back" / "sub" / "f.bin").read_bytes() == b"\x00\x01"
 
 
+def test_parallel_copy_from_local_copies_every_file_and_reports_failure(root, hadoop_fs, tmp_path):
+    tree = tmp_path / "many"
+    for n in range(40):
+        (tree / f"d{n % 3}").mkdir(parents=True, exist_ok=True)
+        (tree / f"d{n % 3}" / f"f{n}.bin").write_bytes(bytes([n]) * (n + 1))
+    hadoop_fs.copy_from_local(str(tree), f"{root}/many", threads=8)
+    copied = {f"{d}/{f}" for d in hadoop_fs.list(f"{root}/many") for f in hadoop_fs.list(f"{root}/many/{d}")}
+    assert copied == {f"d{n % 3}/f{n}.bin" for n in range(40)}
+    assert hadoop_fs.read_bytes(f"{root}/many/d1/f7.bin") == bytes([7]) * 8
+    with pytest.raises(OSError, match="hadoop fs -put exit status"):
+        hadoop_fs.copy_from_local(str(tmp_path / "no-such-folder"), f"{root}/nothing", threads=8)
+
+
 def test_raw_drop_on_hdfs(hdfs, hadoop_fs):
     root = f"{hdfs.uri}/rawdrop"
     lay_out(root, "fashion_mnist", "v1", limit=5)
