@@ -14,9 +14,12 @@ ARCHIVE="${SPARKVISION_SPARK_CDS:-$PWD/.venv/spark-cds.jsa}"
 JARS_DIR="$(.venv/bin/python -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')"
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-if [ -f "$ARCHIVE" ] && [ "$ARCHIVE" -nt "$JARS_DIR" ] && [ "$ARCHIVE" -nt "$(readlink -f "$(command -v java)")" ]; then
-  exit 0
-fi
+# Current when newer than the jars, the JDK and the code that decides which classes a job loads.
+current=1
+for input in "$JARS_DIR" "$(readlink -f "$(command -v java)")" sparkvision/ingest.py sparkvision/cli.py; do
+  [ -f "$ARCHIVE" ] && [ "$ARCHIVE" -nt "$input" ] || current=0
+done
+[ "$current" = 1 ] && exit 0
 log "building the JVM class-data-sharing archive for spark-submit ($ARCHIVE)"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT

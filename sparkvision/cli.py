@@ -10,6 +10,10 @@ from sparkvision.layout import DatasetPaths, InvalidNameError, validate_root
 from sparkvision.settings import storage_root
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: Set on every session of the jobs (and the tests' session). Kryo for cached blocks: Java
+#: serialization keeps every object of a block read back (up to 100) alive, and the ingest's
+#: cached partitions are made of batches of megabytes of pixels (OutOfMemoryError at 512m).
+SESSION_CONF = {"spark.serializer": "org.apache.spark.serializer.KryoSerializer"}
 
 
 def dataset_parser(description: str | None) -> argparse.ArgumentParser:
@@ -40,6 +44,6 @@ def spark_session(app_name: str):
     """The job's SparkSession; master and resources come from spark-submit."""
     from pyspark.sql import SparkSession
 
-    spark = SparkSession.builder.appName(app_name).getOrCreate()
+    spark = SparkSession.builder.appName(app_name).config(map=SESSION_CONF).getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark

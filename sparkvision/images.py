@@ -284,6 +284,18 @@ def decode(
     background: int = 0,
 ) -> Decoded:
     """Decode, validate and convert one file's bytes to ``spec``; raise Rejected when unusable."""
+    pixels, height, width, channels = decode_array(data, spec, max_pixels, policy, background)
+    return Decoded(pixels.tobytes(), height, width, channels)
+
+
+def decode_array(
+    data: bytes,
+    spec: ImageSpec,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    policy: str = "stretch",
+    background: int = 0,
+) -> tuple[np.ndarray, int, int, int]:
+    """``decode`` without the copy to bytes: (HxWxC uint8 array, original height, width, channels)."""
     if len(data) == 0:
         raise Rejected(EMPTY, "the file has zero bytes")
     fmt = sniff(data)
@@ -312,4 +324,4 @@ def decode(
         raise Rejected(TOO_LARGE, f"{image.shape[0]}x{image.shape[1]} pixels is over the limit of {max_pixels}")
     orig_channels = 1 if image.ndim == 2 else image.shape[2]
     pixels = resize(convert_channels(to_uint8(image), spec.channels, background), spec, policy, background)
-    return Decoded(np.ascontiguousarray(pixels).tobytes(), image.shape[0], image.shape[1], orig_channels)
+    return np.ascontiguousarray(pixels), image.shape[0], image.shape[1], orig_channels

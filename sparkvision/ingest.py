@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import stat
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -39,7 +40,6 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from sparkvision import images, schema
 from sparkvision.layout import SAFE_NAME, SUCCESS, DatasetPaths
@@ -80,8 +80,14 @@ SPARK_CONF = {
     "spark.sql.execution.arrow.maxRecordsPerBatch": "1000",
     "spark.sql.execution.arrow.maxBytesPerBatch": str(64 * 1024 * 1024),
 }
-#: file:// roots: at most this many files per decode task (a 10^7-file drop: 500 tasks).
-LOCAL_FILES_PER_TASK = 20_000
+#: Parquet writer options: no dictionary for columns whose every value differs (ids, paths,
+#: hashes, pixels): building one only to give it up costs about a third of the write.
+UNIQUE_COLUMNS_PLAIN = {
+    f"parquet.enable.dictionary#{name}": "false"
+    for name in (schema.ID, schema.PATH, schema.CONTENT_HASH, schema.PIXELS, DUPLICATE_OF)
+}
+#: file:// roots: no decode task for fewer files than this (see ``decode_partitions``).
+MIN_FILES_PER_TASK = 10_000
 #: file:// roots: paths per Arrow batch emitted by the listing tasks.
 LISTING_BATCH = 10_000
 
@@ -172,7 +178,128 @@ def source_split(rel_path: str) -> str | None:
     return prefix if prefix in SOURCE_SPLIT_PREFIXES and "-" in name else None
 
 
-# -- pure functions: decoding (the mapInArrow bodies) -----------------------------------------
+# -- pure functions: reading and decoding (the mapInArrow bodies) --------------------------------
+
+
+def read_file(path: str, max_file_bytes: int) -> tuple[bytes | None, int | None, tuple[str, str] | None]:
+    """A local file's (bytes, size, None), or (None, size or None, reason) when it cannot be used.
+
+    Four system calls per file (open, fstat, read, close): the size comes from the open file, so
+    the listing needs no stat of its own and a file over ``max_file_bytes`` is never read. A pipe,
+    a device or a folder reached through a link is refused (opened non-blocking: no hang).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        return None, None, _read_error(exc)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None, None, (images.UNREADABLE, "not a regular file (a folder behind a link, a pipe or a device)")
+        if info.st_size > max_file_bytes:
+            return None, info.st_size, (images.FILE_TOO_LARGE, f"{info.st_size} bytes is over {max_file_bytes=}")
+        parts, remaining = [], info.st_size
+        while remaining > 0:  # one read for all but huge files; a file cut short ends early
+            part = os.read(fd, remaining)
+            if not part:
+                break
+            parts.append(part)
+            remaining -= len(part)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        return data, len(data), None
+    except OSError as exc:
+        return None, None, _read_error(exc)
+    finally:
+        os.close(fd)
+
+
+def _read_error(exc: OSError) -> tuple[str, str]:
+    return images.UNREADABLE, f"listed, but could not be read: {type(exc).__name__}: {exc.strerror or exc}"
+
+
+#: One Arrow batch out of the decoder holds at most this many bytes of pixels.
+DECODED_BATCH_BYTES = 64 * 1024 * 1024
+#: Squares of uint8 values (per-channel sums of squares without a widening copy of every pixel).
+_SQUARES = (np.arange(256, dtype=np.uint32) ** 2).astype(np.uint32)
+
+
+def decode_files(records: Iterable[tuple[str, bytes | None, int | None, tuple[str, str] | None]], params: IngestParams):
+    """(relative path, bytes, size, reason when not read) per file -> DECODED_SCHEMA batches.
+
+    Files are decoded one at a time as ``records`` yields them (a lazy reader holds one file's
+    bytes at a time); pixels of one output batch land in one buffer. Precedence of reasons: no
+    label folder, unsafe label, not read, then what the bytes say.
+    """
+    spec = params.spec
+    per_batch = max(1, DECODED_BATCH_BYTES // spec.nbytes)
+    columns: dict[str, list] = {name: [] for name in _ROW_COLUMNS}
+    kept: list[int] = []
+    pixels: list[np.ndarray] = []
+    for rel_path, content, size, missing in records:
+        label = digest = None
+        dims: tuple = (None, None, None)
+        reason: tuple = (None, None)
+        try:
+            label = label_of(rel_path)
+            if content is None:
+                raise images.Rejected(*(missing or (images.UNREADABLE, "the file could not be read")))
+            digest = images.content_hash(content)
+            image, *dims = images.decode_array(
+                content, spec, params.max_pixels, params.resize_policy, params.alpha_background
+            )
+        except images.Rejected as rejected:
+            dims, reason = (None, None, None), (rejected.reason, rejected.detail)
+        else:
+            kept.append(len(columns[schema.PATH]))
+            pixels.append(image)
+        if size is None and content is not None:
+            size = len(content)
+        row = (images.stable_id(rel_path), rel_path, label, source_split(rel_path), digest, *dims, size, *reason)
+        for name, value in zip(_ROW_COLUMNS, row, strict=True):
+            columns[name].append(value)
+        if len(kept) >= per_batch:
+            yield _decoded_batch(columns, kept, pixels, spec)
+            columns, kept, pixels = {name: [] for name in _ROW_COLUMNS}, [], []
+    if columns[schema.PATH]:
+        yield _decoded_batch(columns, kept, pixels, spec)
+
+
+#: DECODED_SCHEMA columns built row by row (the pixels and the statistics columns: per batch).
+_ROW_COLUMNS = [n for n in schema.DECODED_SCHEMA.names if n not in (schema.PIXELS, *schema.DECODE_STATS)]
+
+
+def _decoded_batch(columns: dict[str, list], kept: list[int], pixels: list[np.ndarray], spec: ImageSpec):
+    """One DECODED_SCHEMA batch: pixels of the ``kept`` rows in one buffer, nulls elsewhere."""
+    n = len(columns[schema.PATH])
+    valid = np.zeros(n, dtype=bool)
+    valid[kept] = True
+    channels = spec.channels
+    block = np.stack(pixels).reshape(len(kept), -1) if pixels else np.zeros((0, spec.nbytes), np.uint8)
+    validity = pa.array(valid).buffers()[1]
+    width = block.shape[1]
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(valid * width, out=offsets[1:])
+    pixel_column = pa.Array.from_buffers(
+        pa.binary(), n, [validity, pa.py_buffer(offsets), pa.py_buffer(block)], null_count=n - len(kept)
+    )
+    per_channel = block.reshape(len(kept), spec.height * spec.width, channels)
+    sums = per_channel.sum(axis=1, dtype=np.int64)
+    squares = _SQUARES[per_channel].sum(axis=1, dtype=np.int64)
+    arrays = {schema.PIXELS: pixel_column}
+    for c, (sum_name, sumsq_name) in enumerate(zip(schema.PIXEL_SUMS, schema.PIXEL_SUMSQS, strict=True)):
+        for name, values in ((sum_name, sums), (sumsq_name, squares)):
+            column = np.zeros(n, dtype=np.int64)
+            if c < channels:
+                column[kept] = values[:, c]
+            arrays[name] = pa.array(column, mask=~valid if c < channels else np.ones(n, dtype=bool))
+    parts = np.zeros(n, dtype=np.uint64)
+    paths, digests = columns[schema.PATH], columns[schema.CONTENT_HASH]
+    parts[kept] = [hash_part(paths[i], digests[i]) for i in kept]
+    arrays[schema.HASH_PART_HI] = pa.array((parts >> np.uint64(32)).astype(np.int64), mask=~valid)
+    arrays[schema.HASH_PART_LO] = pa.array((parts & np.uint64(0xFFFFFFFF)).astype(np.int64), mask=~valid)
+    for name in _ROW_COLUMNS:
+        arrays[name] = pa.array(columns[name], type=_DECODED.field(name).type)
+    return pa.RecordBatch.from_arrays([arrays[name] for name in _DECODED.names], schema=_DECODED)
 
 
 def decode_record(
@@ -182,24 +309,12 @@ def decode_record(
     size: int | None = None,
     missing: tuple[str, str] = (images.UNREADABLE, "the file could not be read"),
 ) -> tuple:
-    """One row of DECODED_SCHEMA (as a tuple in its column order) for one file.
+    """One row of DECODED_SCHEMA (a tuple in its column order) for one file: ``decode_files`` of one.
 
-    ``content`` None means the bytes were not read; ``missing`` gives the reason. Precedence of
-    reasons: no label folder, unsafe label, not read, then what the bytes say.
+    ``content`` None means the bytes were not read; ``missing`` gives the reason.
     """
-    size = len(content) if size is None and content is not None else size
-    label = digest = None
-    try:
-        label = label_of(rel_path)
-        if content is None:
-            raise images.Rejected(*missing)
-        digest = images.content_hash(content)
-        decoded = images.decode(content, params.spec, params.max_pixels, params.resize_policy, params.alpha_background)
-    except images.Rejected as rejected:
-        image, reason = (None, None, None, None), (rejected.reason, rejected.detail)
-    else:
-        image, reason = (decoded.orig_height, decoded.orig_width, decoded.orig_channels, decoded.pixels), (None, None)
-    return (images.stable_id(rel_path), rel_path, label, source_split(rel_path), digest, *image, size, *reason)
+    (batch,) = decode_files([(rel_path, content, size, missing)], params)
+    return tuple(column[0].as_py() for column in batch.columns)
 
 
 def rows_to_batch(rows: list[tuple]) -> pa.RecordBatch:
@@ -209,24 +324,6 @@ def rows_to_batch(rows: list[tuple]) -> pa.RecordBatch:
     )
 
 
-def read_local(uri: str) -> tuple[bytes | None, tuple[str, str]]:
-    """A local file's bytes, or None and the reason it could not be read."""
-    try:
-        with open(uri_to_path(uri), "rb") as handle:
-            return handle.read(), ("", "")
-    except OSError as exc:
-        return None, (images.UNREADABLE, f"{type(exc).__name__}: {exc.strerror or exc}")
-
-
-def read_listed(uri: str, size: int | None, max_file_bytes: int) -> tuple[bytes | None, tuple[str, str]]:
-    """A listed local file's bytes, unless its listed size refuses it (or no size could be read)."""
-    if size is None:
-        return None, (images.UNREADABLE, "listed, but its size could not be read (broken link or I/O error)")
-    if size > max_file_bytes:
-        return None, (images.FILE_TOO_LARGE, f"{size} bytes is over max_file_bytes={max_file_bytes}")
-    return read_local(uri)
-
-
 def decode_batches(
     batches: Iterable[pa.RecordBatch],
     drop_path: str,
@@ -234,32 +331,43 @@ def decode_batches(
     missing: tuple[str, str] = (images.UNREADABLE, "the file could not be read"),
     local_read: bool = False,
 ) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: binaryFile batches (path, length[, content]) -> DECODED_SCHEMA batches.
+    """mapInArrow body over Spark's listing: binaryFile batches (path, length[, content]) -> DECODED.
 
     ``local_read``: the batch has no content and the files are on a local filesystem: each is
-    read here with ``open()`` unless its listed ``length`` refuses it (missing or over
-    ``max_file_bytes``); an error rejects only that file.
-
-    Without a ``content`` column every file is rejected with ``missing`` (files refused from the
-    listing).
+    read here (``read_file``). Otherwise, without a ``content`` column every file is rejected
+    with ``missing`` (files refused from the listing).
     """
     for batch in batches:
         uris = batch.column("path").to_pylist()
         names = batch.schema.names
         sizes = batch.column("length").to_pylist() if "length" in names else [None] * len(uris)
-        reasons = [missing] * len(uris)
         if "content" in names:
             contents = batch.column("content").to_pylist()
+            records = (
+                (relative_path(uri, drop_path), content, size, missing)
+                for uri, size, content in zip(uris, sizes, contents, strict=True)
+            )
         elif local_read:
-            read = [read_listed(uri, size, params.max_file_bytes) for uri, size in zip(uris, sizes, strict=True)]
-            contents, reasons = [content for content, _ in read], [reason for _, reason in read]
+            records = (
+                (relative_path(uri, drop_path), *read_file(uri_to_path(uri), params.max_file_bytes)) for uri in uris
+            )
         else:
-            contents = [None] * len(uris)
-        rows = [
-            decode_record(relative_path(uri, drop_path), content, params, size, reason)
-            for uri, size, content, reason in zip(uris, sizes, contents, reasons, strict=True)
-        ]
-        yield rows_to_batch(rows)
+            records = (
+                (relative_path(uri, drop_path), None, size, missing) for uri, size in zip(uris, sizes, strict=True)
+            )
+        yield from decode_files(records, params)
+
+
+def decode_local(batches: Iterable[pa.RecordBatch], drop_path: str, params: IngestParams) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body for file:// drops: relative paths (``path``) -> DECODED, each file read here."""
+
+    def records(rel_paths: list[str]):
+        for rel_path in rel_paths:
+            content, size, reason = read_file(os.path.join(drop_path, rel_path), params.max_file_bytes)
+            yield rel_path, content, size, reason
+
+    for batch in batches:
+        yield from decode_files(records(batch.column(schema.PATH).to_pylist()), params)
 
 
 def skipped_name(name: str) -> bool:
@@ -267,37 +375,32 @@ def skipped_name(name: str) -> bool:
     return name.startswith((".", "_")) or name.endswith("._COPYING_")
 
 
-def walk_files(path: str) -> Iterator[tuple[str, int | None]]:
-    """(path, size) of ``path`` if it is a file, else of every file below it; size None: no stat.
+def walk_files(drop_path: str, entry: str) -> Iterator[str]:
+    """The path (relative to the drop) of ``entry`` if it is a file, else of every file below it.
 
-    Folders are walked without following links to folders (no cycles); a link to a file counts
-    as that file; a broken link is a file whose size cannot be read.
+    No stat per file: folders are told from files by the directory entry's type, without
+    following links to folders (no cycles); a link is listed as a file, and the reader refuses
+    it when it leads nowhere or to a folder.
     """
-    stack = [path]
+    top = os.path.join(drop_path, entry)
+    try:
+        is_dir = os.path.isdir(top) and not os.path.islink(top)
+    except OSError:
+        is_dir = False
+    if not is_dir:
+        yield entry
+        return
+    stack = [(top, entry)]
     while stack:
-        current = stack.pop()
-        try:
-            is_dir = os.path.isdir(current) and not os.path.islink(current)
-        except OSError:
-            is_dir = False
-        if not is_dir:
-            try:
-                yield current, os.stat(current).st_size
-            except OSError:
-                yield current, None
-            continue
-        with os.scandir(current) as entries:
-            for entry in entries:
-                if skipped_name(entry.name):
+        folder, rel = stack.pop()
+        with os.scandir(folder) as entries:
+            for item in entries:
+                if skipped_name(item.name):
                     continue
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                    continue
-                try:
-                    size = entry.stat().st_size
-                except OSError:
-                    size = None
-                yield entry.path, size
+                if item.is_dir(follow_symlinks=False):
+                    stack.append((item.path, f"{rel}/{item.name}"))
+                else:
+                    yield f"{rel}/{item.name}"
 
 
 def _listable(path: str) -> str:
@@ -309,28 +412,29 @@ def _listable(path: str) -> str:
     return path
 
 
+def _path_batch(rel_paths: list[str]) -> pa.RecordBatch:
+    try:
+        column = pa.array(rel_paths, pa.string())
+    except (UnicodeEncodeError, pa.ArrowInvalid):
+        column = pa.array([_listable(path) for path in rel_paths], pa.string())
+    return pa.RecordBatch.from_arrays([column], names=[schema.PATH])
+
+
 def walk_batches(batches: Iterable[pa.RecordBatch], drop_path: str) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: top-level entries of a drop (``entry``) -> (path, length) of every file.
+    """mapInArrow body: top-level entries of a drop (``entry``) -> ``path`` of every file in them.
 
     Batches of at most ``LISTING_BATCH`` files: a folder of millions of files streams through.
     """
-    schema_ = pa.schema([("path", pa.string()), ("length", pa.int64())])
     for batch in batches:
         for entry in batch.column("entry").to_pylist():
-            uris: list[str] = []
-            sizes: list[int | None] = []
-            for path, size in walk_files(os.path.join(drop_path, entry)):
-                uris.append("file:" + _listable(path))
-                sizes.append(size)
-                if len(uris) >= LISTING_BATCH:
-                    yield pa.RecordBatch.from_arrays(
-                        [pa.array(uris, pa.string()), pa.array(sizes, pa.int64())], schema=schema_
-                    )
-                    uris, sizes = [], []
-            if uris:
-                yield pa.RecordBatch.from_arrays(
-                    [pa.array(uris, pa.string()), pa.array(sizes, pa.int64())], schema=schema_
-                )
+            rel_paths: list[str] = []
+            for rel_path in walk_files(drop_path, entry):
+                rel_paths.append(rel_path)
+                if len(rel_paths) >= LISTING_BATCH:
+                    yield _path_batch(rel_paths)
+                    rel_paths = []
+            if rel_paths:
+                yield _path_batch(rel_paths)
 
 
 def listing_paths(batches: Iterable[pa.RecordBatch], drop_path: str) -> Iterator[pa.RecordBatch]:
@@ -350,76 +454,39 @@ def size_bucket(height: int, width: int) -> str:
     return f"<={1 << (longest - 1).bit_length()}"
 
 
-def _hash_part(path: str, digest: str) -> int:
+def hash_part(path: str, digest: str) -> int:
+    """One accepted file's share of the dataset hash: 64 bits of sha256("<path>:<content hash>")."""
     return int(hashlib.sha256(f"{path}:{digest}".encode()).hexdigest()[:16], 16)
 
 
-def summarize_batches(batches: Iterable[pa.RecordBatch], channels: int) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: curated/rejected rows -> one JSON partial summary per partition.
+def fold_summary(rows: Iterable[dict], spec: ImageSpec) -> dict:
+    """The summary of one ingest from the rows of its one aggregation (see ``_summarize``).
 
-    Counting in Python per partition keeps it to one pass without a shuffle; ``merge_summaries``
-    adds the partials up on the driver.
+    Each row is one (reason, label, size bucket, channels) group with ``files``, ``bytes``, and
+    sums of its accepted images' hash parts (HASH_PART_HI/LO) and per-channel pixel sums.
     """
-    groups: dict[str, list[int]] = {}  # "reason|label" -> [files, bytes]
-    sizes: dict[str, int] = {}
-    in_channels: dict[str, int] = {}
-    hash_sum = duplicates = pixels_n = 0
+    channels = spec.channels
+    total: dict = {"groups": {}, "sizes": {}, "in_channels": {}, "hash_sum": 0, "duplicates": 0}
+    images_n = 0
     sums = [0] * channels
     squares = [0] * channels
-    for batch in batches:
-        cols = {name: batch.column(name).to_pylist() for name in batch.schema.names if name != schema.PIXELS}
-        for i, reason in enumerate(cols[schema.REASON]):
-            key = f"{reason or ''}|{cols[schema.LABEL][i] or ''}"
-            group = groups.setdefault(key, [0, 0])
-            group[0] += 1
-            group[1] += cols[schema.SIZE][i] or 0
-            if reason is None:
-                bucket = size_bucket(cols[schema.ORIG_HEIGHT][i], cols[schema.ORIG_WIDTH][i])
-                sizes[bucket] = sizes.get(bucket, 0) + 1
-                c = str(cols[schema.ORIG_CHANNELS][i])
-                in_channels[c] = in_channels.get(c, 0) + 1
-                hash_sum += _hash_part(cols[schema.PATH][i], cols[schema.CONTENT_HASH][i])
-                duplicates += cols[DUPLICATE_OF][i] is not None
-        accepted = batch.filter(pc.is_null(batch.column(schema.REASON)))
-        if accepted.num_rows:
-            flat = np.frombuffer(b"".join(accepted.column(schema.PIXELS).to_pylist()), dtype=np.uint8)
-            per_channel = flat.reshape(-1, channels).astype(np.int64)
-            pixels_n += per_channel.shape[0]
-            sums = [s + int(v) for s, v in zip(sums, per_channel.sum(axis=0), strict=True)]
-            squares = [s + int(v) for s, v in zip(squares, (per_channel * per_channel).sum(axis=0), strict=True)]
-    partial = {
-        "groups": groups,
-        "sizes": sizes,
-        "in_channels": in_channels,
-        "hash_sum": str(hash_sum),
-        "duplicates": duplicates,
-        "pixels_n": pixels_n,
-        "sums": [str(s) for s in sums],
-        "squares": [str(s) for s in squares],
-    }
-    yield pa.RecordBatch.from_pydict({"summary": [json.dumps(partial)]})
-
-
-def merge_summaries(partials: Iterable[str], channels: int) -> dict:
-    """Add up the JSON partials of ``summarize_batches`` into one summary."""
-    total: dict = {"groups": {}, "sizes": {}, "in_channels": {}, "hash_sum": 0, "duplicates": 0, "pixels_n": 0}
-    sums = [0] * channels
-    squares = [0] * channels
-    for text in partials:
-        part = json.loads(text)
-        for key, (n, nbytes) in part["groups"].items():
-            group = total["groups"].setdefault(key, [0, 0])
-            group[0] += n
-            group[1] += nbytes
-        for name in ("sizes", "in_channels"):
-            for key, n in part[name].items():
-                total[name][key] = total[name].get(key, 0) + n
-        total["hash_sum"] += int(part["hash_sum"])
-        total["duplicates"] += part["duplicates"]
-        total["pixels_n"] += part["pixels_n"]
-        sums = [a + int(b) for a, b in zip(sums, part["sums"], strict=True)]
-        squares = [a + int(b) for a, b in zip(squares, part["squares"], strict=True)]
-    n = total["pixels_n"]
+    for row in rows:
+        reason, files = row[schema.REASON], row["files"]
+        group = total["groups"].setdefault(f"{reason or ''}|{row[schema.LABEL] or ''}", [0, 0])
+        group[0] += files
+        group[1] += row["bytes"] or 0
+        if reason is not None:
+            continue
+        images_n += files
+        bucket = f"<={row['size_edge']}"
+        total["sizes"][bucket] = total["sizes"].get(bucket, 0) + files
+        key = str(row[schema.ORIG_CHANNELS])
+        total["in_channels"][key] = total["in_channels"].get(key, 0) + files
+        total["hash_sum"] += (row[schema.HASH_PART_HI] << 32) + row[schema.HASH_PART_LO]
+        for c in range(channels):
+            sums[c] += row[schema.PIXEL_SUMS[c]]
+            squares[c] += row[schema.PIXEL_SUMSQS[c]]
+    n = images_n * spec.height * spec.width
     total["channel_mean"] = [round(s / n, 4) if n else None for s in sums]
     total["channel_std"] = [
         round(math.sqrt(max(q / n - (s / n) ** 2, 0.0)), 4) if n else None for s, q in zip(sums, squares, strict=True)
@@ -548,8 +615,13 @@ def session_conf(spark, conf: dict[str, str]) -> Iterator[None]:
 
 
 def ingest_conf(spark) -> dict[str, str]:
-    """SPARK_CONF plus a task count that keeps every core busy in about two waves."""
-    return {**SPARK_CONF, "spark.sql.files.minPartitionNum": str(2 * spark.sparkContext.defaultParallelism)}
+    """SPARK_CONF plus task counts that keep every core busy in about two waves.
+
+    The shuffles left (the duplicate groups: hashes and paths only) get as many partitions; the
+    default 200 would be 200 tasks for the cached groups, which AQE does not coalesce.
+    """
+    tasks = str(2 * spark.sparkContext.defaultParallelism)
+    return {**SPARK_CONF, "spark.sql.files.minPartitionNum": tasks, "spark.sql.shuffle.partitions": tasks}
 
 
 def list_drop(spark, paths: DatasetPaths):
@@ -570,8 +642,23 @@ def run_ingest(spark, paths: DatasetPaths, params: IngestParams) -> dict:
         return ingest_listed(spark, list_drop(spark, paths), paths, params, started)
 
 
+def decode_partitions(found: int, params: IngestParams, parallelism: int) -> int:
+    """Decode tasks of a file:// drop, which are also its curated files (each a sorted path range).
+
+    Files of at most ``target_file_mb``, and enough tasks to keep every core busy twice over,
+    but never a task for fewer than ``MIN_FILES_PER_TASK`` files (a small drop: one file).
+    """
+    by_bytes = output_partitions(found, params.spec.nbytes + 200, params.target_file_mb)
+    return max(by_bytes, min(2 * parallelism, math.ceil(found / MIN_FILES_PER_TASK)))
+
+
 def ingest_local(spark, paths: DatasetPaths, params: IngestParams, started: float | None = None) -> dict:
-    """Ingest a drop on a local (or everywhere-mounted) filesystem: listing and reading in tasks."""
+    """Ingest a drop on a local (or everywhere-mounted) filesystem: listing and reading in tasks.
+
+    The listing (paths only) is range-partitioned and sorted by path before decoding, so every
+    decode task holds one sorted range of paths: its rows go to their curated file as they are,
+    and no pixel is ever shuffled or sorted.
+    """
     from pyspark.sql.pandas.types import from_arrow_schema
     from pyspark.storagelevel import StorageLevel
 
@@ -582,12 +669,12 @@ def ingest_local(spark, paths: DatasetPaths, params: IngestParams, started: floa
     listing = (
         spark.createDataFrame([(name,) for name in entries], "entry string")
         .repartition(tasks)
-        .mapInArrow(lambda it: walk_batches(it, drop_path), "path string, length long")
+        .mapInArrow(lambda it: walk_batches(it, drop_path), f"{schema.PATH} string")
         .persist(StorageLevel.DISK_ONLY)
     )
     try:
         found = listing.count()
-        decode_tasks = max(2 * spark.sparkContext.defaultParallelism, math.ceil(found / LOCAL_FILES_PER_TASK))
+        decode_tasks = decode_partitions(found, params, spark.sparkContext.defaultParallelism)
         log.info(
             "found %d files in %s (%d top-level entries listed in %d tasks; %.1fs); decoding in %d tasks",
             found,
@@ -598,11 +685,12 @@ def ingest_local(spark, paths: DatasetPaths, params: IngestParams, started: floa
             decode_tasks,
         )
         decoded = (
-            listing.repartition(decode_tasks)
-            .mapInArrow(lambda it: decode_batches(it, drop_path, params, local_read=True), from_arrow_schema(_DECODED))
+            listing.repartitionByRange(decode_tasks, schema.PATH)
+            .sortWithinPartitions(schema.PATH)
+            .mapInArrow(lambda it: decode_local(it, drop_path, params), from_arrow_schema(_DECODED))
             .persist(StorageLevel.DISK_ONLY)
         )
-        return _curate(spark, decoded, found, paths, params, started, None)
+        return _curate(spark, decoded, found, paths, params, started, None, presorted=True)
     finally:
         listing.unpersist()
 
@@ -638,10 +726,20 @@ def ingest_listed(spark, files, paths: DatasetPaths, params: IngestParams, start
     return _curate(spark, decoded, found, paths, params, started, unaccounted)
 
 
-def _curate(spark, decoded, found: int, paths: DatasetPaths, params: IngestParams, started: float, unaccounted):
+def _curate(
+    spark,
+    decoded,
+    found: int,
+    paths: DatasetPaths,
+    params: IngestParams,
+    started: float,
+    unaccounted,
+    presorted: bool = False,
+):
     """From cached decoded rows: duplicates, statistics, manifest and the staged, atomic writes.
 
     ``unaccounted``: builds the rows of listed files that ``decoded`` lacks (None: it lacks none).
+    ``presorted``: every partition of ``decoded`` is a sorted range of paths (ingest_local).
     """
     from pyspark.sql import functions as F
 
@@ -651,9 +749,11 @@ def _curate(spark, decoded, found: int, paths: DatasetPaths, params: IngestParam
     summarize = _summarizer(spark, params)
     cached = [decoded]
     try:
-        flagged, duplicates = _flag_duplicates(spark, decoded, params.drop_duplicates)
+        flagged, duplicates = _flag_duplicates(decoded, params.drop_duplicates)
         log.info("decoded and cached (%.1fs); %s", time.monotonic() - started, duplicates)
-        summary = summarize(flagged)
+        # Only dropped duplicates change the statistics (they become rejects): else no join needed.
+        counted = flagged if params.drop_duplicates and duplicates["files"] else decoded
+        summary = summarize(counted)
         log.info("summarized (%.1fs)", time.monotonic() - started)
         seen = sum(n for n, _ in summary["groups"].values())
         if seen != found and unaccounted is not None:
@@ -662,7 +762,8 @@ def _curate(spark, decoded, found: int, paths: DatasetPaths, params: IngestParam
             cached.append(unreadable)
             log.warning("%d listed files were not decoded (empty, too large or unreadable)", unreadable.count())
             flagged = flagged.unionByName(unreadable.withColumn(DUPLICATE_OF, F.lit(None).cast("string")))
-            summary = summarize(flagged)
+            summary = summarize(counted.unionByName(unreadable, allowMissingColumns=True))
+        summary["duplicates"] = 0 if params.drop_duplicates else duplicates["files"]  # kept duplicates
 
         manifest = build_manifest(summary, found, None, paths, params)
         manifest["duplicates"] = duplicates
@@ -683,7 +784,8 @@ def _curate(spark, decoded, found: int, paths: DatasetPaths, params: IngestParam
         fs.mkdirs(parent)
         with fs.staged_dir(paths.curated) as tmp:
             if not failed:
-                manifest["output_files"] = _write_images(flagged, label_index, manifest["accepted"], params, tmp)
+                _write_images(flagged, label_index, manifest["accepted"], params, tmp, presorted)
+                manifest["output_files"] = sum(name.endswith(".parquet") for name in fs.list(f"{tmp}/images.parquet"))
                 log.info("wrote images.parquet (%.1fs)", time.monotonic() - started)
                 fs.write_json(f"{tmp}/labels.json", label_index)
             _write_rejects(flagged, manifest["rejected"], tmp)
@@ -705,30 +807,29 @@ def _curate(spark, decoded, found: int, paths: DatasetPaths, params: IngestParam
     return manifest
 
 
-def _flag_duplicates(spark, decoded, drop: bool):
+def _flag_duplicates(decoded, drop: bool):
     """Add DUPLICATE_OF (first path, in path order, with the same content); reject them if ``drop``.
 
-    The duplicate groups are collected to the driver (they are few; this is also the action that
-    decodes and caches), so later steps join with a small local table instead of re-shuffling.
+    The duplicate groups (hash -> first path) stay in Spark, checkpointed in the executors: they
+    are counted here (the action that decodes and caches ``decoded``) and broadcast to a join
+    that keeps the order of the rows it streams. Returns (flagged rows, counts).
     """
     from pyspark.sql import functions as F
 
-    groups = (
+    firsts = (
         decoded.filter(F.col(schema.REASON).isNull())
         .groupBy(schema.CONTENT_HASH)
         .agg(F.min(schema.PATH).alias("_first"), F.count("*").alias("_n"))
         .filter(F.col("_n") > 1)
-        .collect()
+        .localCheckpoint(eager=True)
     )
-    info = {"groups": len(groups), "files": sum(row["_n"] - 1 for row in groups)}
-    if not groups:
+    counts = firsts.agg(F.count("*").alias("groups"), F.sum(F.col("_n") - 1).alias("files")).first()
+    info = {"groups": counts["groups"], "files": counts["files"] or 0}
+    if not info["groups"]:
         return decoded.withColumn(DUPLICATE_OF, F.lit(None).cast("string")), info
-    firsts = spark.createDataFrame(
-        [(row[schema.CONTENT_HASH], row["_first"]) for row in groups], f"{schema.CONTENT_HASH} string, _first string"
-    )
     duplicate = F.col(schema.REASON).isNull() & F.col("_first").isNotNull() & (F.col(schema.PATH) != F.col("_first"))
     flagged = (
-        decoded.join(F.broadcast(firsts), schema.CONTENT_HASH, "left")
+        decoded.join(F.broadcast(firsts.select(schema.CONTENT_HASH, "_first")), schema.CONTENT_HASH, "left")
         .withColumn(DUPLICATE_OF, F.when(duplicate, F.col("_first")))
         .drop("_first")
     )
@@ -742,11 +843,34 @@ def _flag_duplicates(spark, decoded, drop: bool):
 
 
 def _summarizer(spark, params: IngestParams):
-    channels = params.spec.channels
+    """summarize(rows) -> summary: one Spark aggregation over small columns, folded here.
+
+    No pixel leaves the JVM: the decoder computed every accepted image's pixel sums and hash part.
+    """
+    from pyspark.sql import functions as F
+
+    spec = params.spec
+    accepted = F.col(schema.REASON).isNull()
+    longest = f"greatest({schema.ORIG_HEIGHT}, {schema.ORIG_WIDTH}, 1)"
+    # size_bucket: 1 << bit_length(longest - 1), with bit_length(n) = length(bin(n)) for n > 0
+    edge = F.expr(f"CASE WHEN {longest} <= 1 THEN 1 ELSE shiftleft(1, length(bin({longest} - 1))) END")
+    keys = [
+        F.col(schema.REASON),
+        F.col(schema.LABEL),
+        F.when(accepted, edge).alias("size_edge"),
+        F.when(accepted, F.col(schema.ORIG_CHANNELS)).alias(schema.ORIG_CHANNELS),
+    ]
+    sums = [*schema.PIXEL_SUMS[: spec.channels], *schema.PIXEL_SUMSQS[: spec.channels]]
+    sums += [schema.HASH_PART_HI, schema.HASH_PART_LO]
+    aggregates = [
+        F.count("*").alias("files"),
+        F.sum(schema.SIZE).alias("bytes"),
+        *[F.sum(F.when(accepted, F.col(name))).alias(name) for name in sums],
+    ]
 
     def summarize(frame) -> dict:
-        rows = frame.mapInArrow(lambda it: summarize_batches(it, channels), "summary string").collect()
-        return merge_summaries([row["summary"] for row in rows], channels)
+        rows = frame.groupBy(*keys).agg(*aggregates).collect()
+        return fold_summary([row.asDict() for row in rows], spec)
 
     return summarize
 
@@ -787,8 +911,13 @@ def _unreadable(spark, files, decoded, drop_path: str, params: IngestParams, dec
     return spark.createDataFrame(rows, decoded_type)
 
 
-def _write_images(flagged, label_index: dict[str, int], accepted: int, params: IngestParams, tmp: str) -> int:
-    """images.parquet: accepted rows sorted by path, in files sized by bytes; returns the count."""
+def _write_images(flagged, label_index: dict[str, int], accepted: int, params: IngestParams, tmp: str, presorted: bool):
+    """images.parquet: accepted rows sorted by path, in files sized by bytes.
+
+    ``presorted``: each partition is already a sorted path range, written as one file as it is.
+    Otherwise one file (coalesce, no shuffle) or a range partitioning on path, then a sort: every
+    file's content is the same whatever the listing order.
+    """
     from pyspark.sql import functions as F
 
     mapping = F.create_map(*[x for label, i in label_index.items() for x in (F.lit(label), F.lit(i))])
@@ -797,12 +926,11 @@ def _write_images(flagged, label_index: dict[str, int], accepted: int, params: I
         .withColumn(schema.LABEL_INDEX, mapping[F.col(schema.LABEL)].cast("int"))
         .select(*CURATED_SCHEMA.names)
     )
-    n = output_partitions(accepted, params.spec.nbytes + 200, params.target_file_mb)
-    # One file: coalesce (no shuffle). Several: a range partitioning on path, so every file's
-    # content is the same whatever the listing order.
-    rows = rows.coalesce(1) if n == 1 else rows.repartitionByRange(n, schema.PATH)
-    rows.sortWithinPartitions(schema.PATH).write.parquet(f"{tmp}/images.parquet")
-    return n
+    if not presorted:
+        n = output_partitions(accepted, params.spec.nbytes + 200, params.target_file_mb)
+        rows = rows.coalesce(1) if n == 1 else rows.repartitionByRange(n, schema.PATH)
+        rows = rows.sortWithinPartitions(schema.PATH)
+    rows.write.options(**UNIQUE_COLUMNS_PLAIN).parquet(f"{tmp}/images.parquet")
 
 
 def _write_rejects(flagged, rejected: int, tmp: str) -> None:

@@ -22,6 +22,15 @@ PIXELS = "pixels"  # fixed-shape uint8, row-major height x width x channels
 REASON = "reason"
 DETAIL = "detail"
 SIZE = "size"
+# decode step only: per-channel sums of an accepted image's pixel values and of their squares
+# (channels 1-3; null past the image's channels), from which the statistics are added up
+PIXEL_SUMS = ("pixel_sum_0", "pixel_sum_1", "pixel_sum_2")
+PIXEL_SUMSQS = ("pixel_sumsq_0", "pixel_sumsq_1", "pixel_sumsq_2")
+# decode step only: an accepted file's share of the dataset hash, as two 32-bit halves (summable)
+HASH_PART_HI = "hash_part_hi"
+HASH_PART_LO = "hash_part_lo"
+#: Columns of DECODED_SCHEMA that only the ingest's statistics read (never written out).
+DECODE_STATS = (*PIXEL_SUMS, *PIXEL_SUMSQS, HASH_PART_HI, HASH_PART_LO)
 # tensors/<dataset>/<version>/<split>/
 SPLIT = "split"
 
@@ -46,6 +55,7 @@ DECODED_SCHEMA = pa.schema(
         (SIZE, pa.int64()),
         (REASON, pa.string()),
         (DETAIL, pa.string()),
+        *[(name, pa.int64()) for name in DECODE_STATS],
     ]
 )
 TENSOR_SCHEMA = pa.schema([(ID, pa.string()), (LABEL_INDEX, pa.int32()), (PIXELS, pa.binary())])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sparkvision.cli import SESSION_CONF
 from sparkvision.hdfs_cluster import HdfsCluster, with_free_ports
 from sparkvision.storage import CLOSE_RETRY_DELAY_KEY
 
@@ -29,6 +30,7 @@ def spark():
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.log.level", "WARN")
         .config(f"spark.hadoop.{CLOSE_RETRY_DELAY_KEY}", "20")  # see sparkvision.storage
+        .config(map=SESSION_CONF)
         .getOrCreate()
     )
     yield session

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -19,11 +20,14 @@ from sparkvision import images
 from sparkvision.ingest import (
     IngestParams,
     TooManyRejectsError,
+    dataset_hash,
+    hash_part,
     ingest_conf,
     ingest_listed,
     list_drop,
     run_ingest,
     session_conf,
+    size_bucket,
 )
 from sparkvision.layout import DatasetPaths
 from sparkvision.schema import ImageSpec
@@ -165,6 +169,11 @@ def test_local_walk_gives_the_same_counts_and_reasons(spark, hadoop_fs, tmp_path
     for skipped in (".hidden.png", "shirt/.DS_Store", "shirt/_tmp.png", "bag/part.png._COPYING_", "_logs/x.png"):
         (drop / skipped).parent.mkdir(parents=True, exist_ok=True)
         (drop / skipped).write_bytes(png(grey()))  # not part of a drop: not found, not rejected
+    os.mkfifo(drop / "shirt" / "pipe.png")  # a reader that opened it blocking would hang here
+    expected["reject_paths"]["shirt/pipe.png"] = images.UNREADABLE
+    expected["rejected_by_reason"][images.UNREADABLE] += 1
+    expected["files_found"] += 1
+    expected["rejected"] += 1
     params = IngestParams(ImageSpec(28, 28, 1), 1.0, max_file_bytes=100_000)
     manifest = run_ingest(spark, paths, params)
 
@@ -172,7 +181,8 @@ def test_local_walk_gives_the_same_counts_and_reasons(spark, hadoop_fs, tmp_path
         assert manifest[key] == expected[key], key
     rejects = {r["path"]: r for r in read_table(spark, f"{paths.curated}/rejects.parquet")}
     assert {path: r["reason"] for path, r in rejects.items()} == expected["reject_paths"]
-    assert "size could not be read" in rejects["shirt/vanishes.png"]["detail"]
+    assert "FileNotFoundError" in rejects["shirt/vanishes.png"]["detail"]
+    assert "not a regular file" in rejects["shirt/pipe.png"]["detail"]
     assert rejects["bag/big.bmp"]["size"] > 100_000 and rejects["bag/big.bmp"]["content_hash"] is None  # never read
     curated = read_table(spark, f"{paths.curated}/images.parquet")
     assert [r["path"] for r in curated] == sorted(rel for rel in files if rel not in expected["reject_paths"])
@@ -198,6 +208,14 @@ def test_colour_dataset_of_varied_sizes_and_formats_is_deterministic(spark, hado
     assert first["image_shape"] == [32, 48, 3]
     assert len(first["channel_mean"]) == 3 and all(0 < m < 255 for m in first["channel_mean"])
     assert first["orig_channels_histogram"] == {"1": 1, "3": 5, "4": 1}
+    # the statistics come from one Spark SQL aggregation: they match their Python definitions
+    buckets = Counter(size_bucket(r["orig_height"], r["orig_width"]) for r in rows)
+    assert first["orig_size_histogram"] == dict(buckets) and buckets["<=64"] == 2  # 64x64 stays <=64
+    hash_sum = sum(hash_part(r["path"], r["content_hash"]) for r in rows)
+    assert first["content_hash"] == dataset_hash(hash_sum, params, first["label_index"])
+    pixels = np.frombuffer(b"".join(r["pixels"] for r in rows), np.uint8).reshape(-1, 3)
+    assert first["channel_mean"] == pytest.approx(pixels.mean(axis=0), abs=1e-3)
+    assert first["channel_std"] == pytest.approx(pixels.std(axis=0), abs=1e-3)
 
     second = run_ingest(spark, paths, params)  # a re-run: same content, one output
     assert second["content_hash"] == first["content_hash"]

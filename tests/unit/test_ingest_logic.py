@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import pyarrow as pa
@@ -64,43 +66,100 @@ def test_decode_record_reason_precedence():
     assert row[schema.REASON] is None and len(row[schema.PIXELS]) == 784 and row[schema.CONTENT_HASH]
 
 
-def test_decode_batches_reads_local_files_and_rejects_only_the_unreadable_one(tmp_path):
+def test_decode_local_reads_files_and_rejects_only_the_unusable_ones(tmp_path):
     (tmp_path / "bag").mkdir()
     (tmp_path / "bag" / "ok.png").write_bytes(png())
-    uris = [f"file:{tmp_path}/bag/ok.png", f"file:{tmp_path}/bag/gone.png"]
-    batch = pa.RecordBatch.from_pydict({"path": uris, "length": [1, 1]})
-    (out,) = ingest.decode_batches([batch], str(tmp_path), ingest.IngestParams(), local_read=True)
+    (tmp_path / "bag" / "big.png").write_bytes(png(40, 40))
+    (tmp_path / "bag" / "link").symlink_to(tmp_path / "bag")  # a folder behind a link
+    os.mkfifo(tmp_path / "bag" / "pipe")  # would block a plain open()
+    rels = ["bag/ok.png", "bag/gone.png", "bag/big.png", "bag/link", "bag/pipe"]
+    batch = pa.RecordBatch.from_pydict({schema.PATH: rels})
+    params = ingest.IngestParams(max_file_bytes=len(png()))
+    (out,) = ingest.decode_local([batch], str(tmp_path), params)
     assert out.schema == schema.DECODED_SCHEMA
-    assert out.column(schema.REASON).to_pylist() == [None, images.UNREADABLE]
-    assert "FileNotFoundError" in out.column(schema.DETAIL).to_pylist()[1]
+    rows = out.to_pylist()
+    assert [r[schema.REASON] for r in rows] == [
+        None,
+        *[images.UNREADABLE],
+        images.FILE_TOO_LARGE,
+        *[images.UNREADABLE] * 2,
+    ]
+    assert "FileNotFoundError" in rows[1][schema.DETAIL]
+    assert rows[2][schema.SIZE] == len(png(40, 40)) and rows[2][schema.CONTENT_HASH] is None  # never read
+    assert "not a regular file" in rows[3][schema.DETAIL] and "not a regular file" in rows[4][schema.DETAIL]
+    assert rows[0][schema.SIZE] == len(png()) and len(rows[0][schema.PIXELS]) == 784
+    assert (rows[0]["pixel_sum_0"], rows[0]["pixel_sumsq_0"], rows[0]["pixel_sum_1"]) == (7 * 784, 49 * 784, None)
+    assert rows[1][schema.PIXELS] is None and rows[1]["pixel_sum_0"] is None
 
 
-def _curated_batch(rows: list[tuple]) -> pa.RecordBatch:
-    batch = ingest.rows_to_batch(rows)
-    return batch.append_column(ingest.DUPLICATE_OF, pa.array([None] * batch.num_rows, pa.string()))
+def test_decoded_batches_are_bounded_by_pixel_bytes(monkeypatch):
+    monkeypatch.setattr(ingest, "DECODED_BATCH_BYTES", 3 * 784)
+    records = [(f"bag/{n}.png", png(), None, None) for n in range(7)] + [("bag/bad.png", b"junk", None, None)]
+    batches = list(ingest.decode_files(records, ingest.IngestParams()))
+    assert [b.num_rows for b in batches] == [3, 3, 2]
+    assert sum(b.column(schema.REASON).null_count for b in batches) == 7
 
 
-def _summary(rows: list[tuple]) -> str:
-    (batch,) = ingest.summarize_batches([_curated_batch(rows)], 1)
-    return batch.column("summary")[0].as_py()
+def test_walk_lists_relative_paths_without_skipped_names(tmp_path):
+    for rel in ("bag/a.png", "bag/sub/b.png", "bag/_tmp.png", "bag/.x", "bag/c.png._COPYING_", "loose.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    entries = pa.RecordBatch.from_pydict({"entry": ["bag", "loose.png"]})
+    listed = [p for b in ingest.walk_batches([entries], str(tmp_path)) for p in b.column(schema.PATH).to_pylist()]
+    assert sorted(listed) == ["bag/a.png", "bag/sub/b.png", "loose.png"]
 
 
-def test_summaries_add_up_across_partitions():
+def test_decode_partitions_are_sized_by_bytes_and_cores():
     params = ingest.IngestParams()
-    rows = [ingest.decode_record(f"bag/{n}.png", png(10 + n, 20), params) for n in range(3)]
-    rows.append(ingest.decode_record("bag/bad.png", b"junk", params))
-    one = [_summary(rows)]
-    split = [_summary(rows[:2]), _summary(rows[2:])]
-    whole, merged = ingest.merge_summaries(one, 1), ingest.merge_summaries(split, 1)
-    assert whole == merged
-    assert whole["groups"]["|bag"][0] == 3 and whole["groups"][f"{images.NOT_IMAGE}|bag"][0] == 1
-    assert whole["channel_mean"] == [7.0] and whole["channel_std"] == [0.0]
-    assert whole["sizes"] == {"<=32": 3}
+    assert ingest.decode_partitions(600, params, 2) == 1  # a small drop: one task, one file
+    assert ingest.decode_partitions(70_000, params, 2) == 4  # every core busy twice
+    assert ingest.decode_partitions(700_000, params, 2) == 6  # files of at most 128 MB
+    assert ingest.decode_partitions(10_000_000, params, 100) == 200
+
+
+def test_summary_folds_groups_into_counts_histograms_and_channel_statistics():
+    spec = ImageSpec(2, 2, 1)
+    base = {"bytes": 100, "files": 1, "hash_part_hi": 0, "hash_part_lo": 0, "pixel_sum_0": 0, "pixel_sumsq_0": 0}
+    accepted = {"reason": None, "label": "bag"}
+    rejected = {"size_edge": None, "orig_channels": None, "hash_part_hi": None, "hash_part_lo": None}
+    rows = [
+        base
+        | accepted
+        | {"size_edge": 32, "orig_channels": 1, "files": 2, "hash_part_hi": 1, "hash_part_lo": 5}
+        | {"pixel_sum_0": 8 * 10, "pixel_sumsq_0": 8 * 100},  # 2 images of 4 pixels, all 10
+        base
+        | accepted
+        | {"size_edge": 64, "orig_channels": 3, "hash_part_lo": 7}
+        | {"pixel_sum_0": 4 * 20, "pixel_sumsq_0": 4 * 400},  # 1 image, all 20
+        base | rejected | {"reason": images.NOT_IMAGE, "label": "bag"},
+        base | rejected | {"reason": images.NO_LABEL, "label": None, "bytes": None},
+    ]
+    summary = ingest.fold_summary(rows, spec)
+    assert summary["groups"] == {"|bag": [3, 200], f"{images.NOT_IMAGE}|bag": [1, 100], f"{images.NO_LABEL}|": [1, 0]}
+    assert summary["sizes"] == {"<=32": 2, "<=64": 1} and summary["in_channels"] == {"1": 2, "3": 1}
+    assert summary["hash_sum"] == (1 << 32) + 12
+    mean = (8 * 10 + 4 * 20) / 12
+    assert summary["channel_mean"] == [round(mean, 4)]
+    assert summary["channel_std"] == [round(((8 * 100 + 4 * 400) / 12 - mean**2) ** 0.5, 4)]
+    assert ingest.fold_summary([], spec)["channel_mean"] == [None]
+    assert (
+        ingest.size_bucket(1, 1) == "<=1"
+        and ingest.size_bucket(28, 20) == "<=32"
+        and ingest.size_bucket(32, 3) == "<=32"
+    )
+
+
+def test_decoder_splits_each_hash_part_into_summable_halves():
+    params = ingest.IngestParams()
+    row = dict(zip(schema.DECODED_SCHEMA.names, ingest.decode_record("bag/x.png", png(), params), strict=True))
+    part = ingest.hash_part("bag/x.png", row[schema.CONTENT_HASH])
+    assert (row[schema.HASH_PART_HI] << 32) + row[schema.HASH_PART_LO] == part
+    assert 0 <= row[schema.HASH_PART_LO] < 1 << 32 and 0 <= row[schema.HASH_PART_HI] < 1 << 32
 
 
 def test_manifest_checks_the_invariant():
     paths = DatasetPaths("file:///r", "d", "v1")
-    summary = ingest.merge_summaries([], 1) | {"groups": {"|a": [3, 30], "empty_file|a": [1, 0]}}
+    summary = ingest.fold_summary([], ImageSpec()) | {"groups": {"|a": [3, 30], "empty_file|a": [1, 0]}}
     manifest = ingest.build_manifest(summary, 4, None, paths, ingest.IngestParams())
     assert (manifest["accepted"], manifest["rejected"], manifest["rejected_share"]) == (3, 1, 0.25)
     assert manifest["rejected_by_reason"] == {"empty_file": 1} and manifest["per_label"] == {"a": 3}
