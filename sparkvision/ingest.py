@@ -7,10 +7,11 @@ How it reads many small files (the choices, briefly):
 
 - ``file://`` roots (a laptop, or a mount that every node sees at the same path): the listing is
   a Spark job, not a driver loop. The driver lists only the drop's top level (label folders and
-  loose files); tasks walk the label folders with ``os.scandir`` and emit (path, size) rows; a
-  round-robin repartition spreads those over decode tasks of at most ``LOCAL_FILES_PER_TASK``
-  files, whose Python workers read and decode each file themselves. No process ever holds the
-  whole listing, and the JVM never opens a file.
+  loose files); tasks walk the label folders with ``os.scandir`` (no stat per file) and emit
+  relative paths; a range partitioning on path spreads them over decode tasks that each hold one
+  sorted path range, whose Python workers read and decode each file themselves. No process ever
+  holds the whole listing, the JVM never opens a file, and no pixel is shuffled or sorted: each
+  decode partition becomes one curated file as it is.
 - Other Hadoop filesystems (``hdfs://``): Spark lists the drop once (``binaryFile``, recursive)
   and its JVM reads the bytes (Python workers have no HDFS client: no libhdfs here, no JVM in
   the worker). Files are packed into few tasks (``openCostInBytes``, ``maxPartitionBytes``,
@@ -18,8 +19,9 @@ How it reads many small files (the choices, briefly):
 - Names starting with ``.`` or ``_`` (such as ``_SUCCESS``) and ``*._COPYING_`` are not part of a
   drop, on both paths (Spark's listing rule). ``files_found`` counts what is left.
 - Decoding is OpenCV on Arrow batches (``mapInArrow``). A file that cannot be read costs only
-  its own row: an ``unreadable_file`` reject. Files over ``max_file_bytes`` are refused from
-  their listed size without being read.
+  its own row: an ``unreadable_file`` reject. Files over ``max_file_bytes`` are refused by size
+  without being read. The decoder also emits each image's pixel sums and hash share, so the
+  statistics are one Spark SQL aggregation over small columns.
 - The decoded rows (pixels, not file bytes) are cached once and every later step (duplicates,
   statistics, the two writes) reads the cache; the output is sized from bytes, not file count.
 """
