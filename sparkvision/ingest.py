@@ -52,21 +52,6 @@ log = logging.getLogger(__name__)
 
 #: Source-given split, read from the file name: ``train-00042.png`` / ``test-7.jpg``.
 SOURCE_SPLIT_PREFIXES = ("train", "test")
-#: images.parquet: IMAGES_SCHEMA plus the path of the first file with the same content (or null).
-DUPLICATE_OF = "duplicate_of"
-CURATED_SCHEMA = pa.schema([*schema.IMAGES_SCHEMA, (DUPLICATE_OF, pa.string())])
-#: rejects.parquet
-REJECTS_SCHEMA = pa.schema(
-    [
-        (schema.ID, pa.string()),
-        (schema.PATH, pa.string()),
-        (schema.LABEL, pa.string()),
-        (schema.REASON, pa.string()),
-        (schema.DETAIL, pa.string()),
-        (schema.SIZE, pa.int64()),
-        (schema.CONTENT_HASH, pa.string()),
-    ]
-)
 _DECODED = schema.DECODED_SCHEMA
 #: Target size of one curated Parquet file (pixels dominate; Parquet adds little).
 DEFAULT_TARGET_FILE_MB = 128
@@ -90,7 +75,7 @@ PARQUET_WRITE_OPTIONS = {
     "parquet.block.size": str(32 * 1024 * 1024),
     **{
         f"parquet.enable.dictionary#{name}": "false"
-        for name in (schema.ID, schema.PATH, schema.CONTENT_HASH, schema.PIXELS, DUPLICATE_OF)
+        for name in (schema.ID, schema.PATH, schema.CONTENT_HASH, schema.PIXELS, schema.DUPLICATE_OF)
     },
 }
 #: file:// roots: no decode task for fewer files than this (see ``decode_partitions``).
@@ -767,7 +752,7 @@ def _curate(
             unreadable = unaccounted().persist()
             cached.append(unreadable)
             log.warning("%d listed files were not decoded (empty, too large or unreadable)", unreadable.count())
-            flagged = flagged.unionByName(unreadable.withColumn(DUPLICATE_OF, F.lit(None).cast("string")))
+            flagged = flagged.unionByName(unreadable.withColumn(schema.DUPLICATE_OF, F.lit(None).cast("string")))
             summary = summarize(counted.unionByName(unreadable, allowMissingColumns=True))
         summary["duplicates"] = 0 if params.drop_duplicates else duplicates["files"]  # kept duplicates
 
@@ -814,7 +799,7 @@ def _curate(
 
 
 def _flag_duplicates(decoded, drop: bool):
-    """Add DUPLICATE_OF (first path, in path order, with the same content); reject them if ``drop``.
+    """Add ``duplicate_of`` (first path, in path order, with the same content); reject them if ``drop``.
 
     The duplicate groups (hash -> first path) stay in Spark, checkpointed in the executors: they
     are counted here (the action that decodes and caches ``decoded``) and broadcast to a join
@@ -832,20 +817,22 @@ def _flag_duplicates(decoded, drop: bool):
     counts = firsts.agg(F.count("*").alias("groups"), F.sum(F.col("_n") - 1).alias("files")).first()
     info = {"groups": counts["groups"], "files": counts["files"] or 0}
     if not info["groups"]:
-        return decoded.withColumn(DUPLICATE_OF, F.lit(None).cast("string")), info
+        return decoded.withColumn(schema.DUPLICATE_OF, F.lit(None).cast("string")), info
     duplicate = F.col(schema.REASON).isNull() & F.col("_first").isNotNull() & (F.col(schema.PATH) != F.col("_first"))
     flagged = (
         decoded.join(F.broadcast(firsts.select(schema.CONTENT_HASH, "_first")), schema.CONTENT_HASH, "left")
-        .withColumn(DUPLICATE_OF, F.when(duplicate, F.col("_first")))
+        .withColumn(schema.DUPLICATE_OF, F.when(duplicate, F.col("_first")))
         .drop("_first")
     )
     if drop:
-        is_dup = F.col(DUPLICATE_OF).isNotNull()
-        flagged = flagged.withColumn(schema.DETAIL, F.when(is_dup, F.concat(F.lit("same content as "), DUPLICATE_OF)))
+        is_dup = F.col(schema.DUPLICATE_OF).isNotNull()
+        flagged = flagged.withColumn(
+            schema.DETAIL, F.when(is_dup, F.concat(F.lit("same content as "), schema.DUPLICATE_OF))
+        )
         flagged = flagged.withColumn(
             schema.REASON, F.when(is_dup, F.lit(images.DUPLICATE)).otherwise(F.col(schema.REASON))
         )
-    return flagged.select(*_DECODED.names, DUPLICATE_OF), info
+    return flagged.select(*_DECODED.names, schema.DUPLICATE_OF), info
 
 
 def _summarizer(spark, params: IngestParams):
@@ -930,7 +917,7 @@ def _write_images(flagged, label_index: dict[str, int], accepted: int, params: I
     rows = (
         flagged.filter(F.col(schema.REASON).isNull())
         .withColumn(schema.LABEL_INDEX, mapping[F.col(schema.LABEL)].cast("int"))
-        .select(*CURATED_SCHEMA.names)
+        .select(*schema.CURATED_SCHEMA.names)
     )
     if not presorted:
         n = output_partitions(accepted, params.spec.nbytes + 200, params.target_file_mb)
@@ -942,7 +929,7 @@ def _write_images(flagged, label_index: dict[str, int], accepted: int, params: I
 def _write_rejects(flagged, rejected: int, tmp: str) -> None:
     from pyspark.sql import functions as F
 
-    rows = flagged.filter(F.col(schema.REASON).isNotNull()).select(*REJECTS_SCHEMA.names)
+    rows = flagged.filter(F.col(schema.REASON).isNotNull()).select(*schema.REJECTS_SCHEMA.names)
     n = output_partitions(rejected, 300, DEFAULT_TARGET_FILE_MB)
     rows = rows.coalesce(1) if n == 1 else rows.repartitionByRange(n, schema.PATH)
     rows.sortWithinPartitions(schema.PATH).write.parquet(f"{tmp}/rejects.parquet")

@@ -48,6 +48,21 @@ IMAGES_SCHEMA = pa.schema(
         (PIXELS, pa.binary()),
     ]
 )
+#: images.parquet: IMAGES_SCHEMA plus the path of the first file with the same content (or null).
+DUPLICATE_OF = "duplicate_of"
+CURATED_SCHEMA = pa.schema([*IMAGES_SCHEMA, (DUPLICATE_OF, pa.string())])
+#: rejects.parquet
+REJECTS_SCHEMA = pa.schema(
+    [
+        (ID, pa.string()),
+        (PATH, pa.string()),
+        (LABEL, pa.string()),
+        (REASON, pa.string()),
+        (DETAIL, pa.string()),
+        (SIZE, pa.int64()),
+        (CONTENT_HASH, pa.string()),
+    ]
+)
 #: What the decode step emits for every file: an image row, or a reason it was rejected.
 DECODED_SCHEMA = pa.schema(
     [
