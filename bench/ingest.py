@@ -13,6 +13,9 @@ Measured side by side in one run, on the 70,000 Fashion-MNIST PNG files on local
 - **(b) original loop**: one process, one row per ``ParquetWriter.write_table`` call, over all
   70,000 files (``B_SUBSET``; a subset would flatter it: its footer grows with every row).
 
+- **floor**: a spark-submit that starts a session, runs one Python task over 10 rows and stops:
+  70,000 divided by its wall time is the most any whole-spark-submit ingest could reach here.
+
 Also: the same ingest with the root on a real HDFS (started here on free ports), and 700,000
 files (ten hard-linked copies of every file under other names) against 70,000, with baseline (a)
 over the same 700,000 files: at 70,000 files the JVM's start (about 4 s) is most of the ingest.
