@@ -308,13 +308,6 @@ def decode_record(
     return tuple(column[0].as_py() for column in batch.columns)
 
 
-def rows_to_batch(rows: list[tuple]) -> pa.RecordBatch:
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in _DECODED]
-    return pa.RecordBatch.from_arrays(
-        [pa.array(col, type=f.type) for col, f in zip(columns, _DECODED, strict=True)], schema=_DECODED
-    )
-
-
 def decode_batches(
     batches: Iterable[pa.RecordBatch],
     drop_path: str,
@@ -440,7 +433,11 @@ def listing_paths(batches: Iterable[pa.RecordBatch], drop_path: str) -> Iterator
 
 
 def size_bucket(height: int, width: int) -> str:
-    """Histogram bucket of an original size: the longest side rounded up to a power of two."""
+    """Histogram bucket of an original size: the longest side rounded up to a power of two.
+
+    The definition that the statistics' Spark aggregation (``_summarizer``) computes in SQL; the
+    integration tests check the one against the other.
+    """
     longest = max(height, width, 1)
     return f"<={1 << (longest - 1).bit_length()}"
 
