@@ -448,7 +448,7 @@ def hash_part(path: str, digest: str) -> int:
 
 
 def fold_summary(rows: Iterable[dict], spec: ImageSpec) -> dict:
-    """The summary of one ingest from the rows of its one aggregation (see ``_summarize``).
+    """The summary of one ingest from the rows of its one aggregation (see ``_summarizer``).
 
     Each row is one (reason, label, size bucket, channels) group with ``files``, ``bytes``, and
     sums of its accepted images' hash parts (HASH_PART_HI/LO) and per-channel pixel sums.
@@ -734,7 +734,7 @@ def _curate(
     from sparkvision.storage import HadoopFS
 
     fs = HadoopFS(spark)
-    summarize = _summarizer(spark, params)
+    summarize = _summarizer(params)
     cached = [decoded]
     try:
         flagged, duplicates = _flag_duplicates(decoded, params.drop_duplicates)
@@ -832,7 +832,7 @@ def _flag_duplicates(decoded, drop: bool):
     return flagged.select(*_DECODED.names, schema.DUPLICATE_OF), info
 
 
-def _summarizer(spark, params: IngestParams):
+def _summarizer(params: IngestParams):
     """summarize(rows) -> summary: one Spark aggregation over small columns, folded here.
 
     No pixel leaves the JVM: the decoder computed every accepted image's pixel sums and hash part.
