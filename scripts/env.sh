@@ -5,6 +5,9 @@ export SPARKVISION_HOME
 if [ -f "$SPARKVISION_HOME/.env" ]; then set -a; . "$SPARKVISION_HOME/.env"; set +a; fi
 
 export PATH="$SPARKVISION_HOME/.venv/bin:$PATH"
+# This checkout's code first (the venv's .pth names the checkout that ran setup; a second
+# worktree sharing the venv must still import its own sparkvision, in Spark's workers too).
+case ":${PYTHONPATH:-}:" in *":$SPARKVISION_HOME:"*) ;; *) export PYTHONPATH="$SPARKVISION_HOME${PYTHONPATH:+:$PYTHONPATH}" ;; esac
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$SPARKVISION_HOME/.venv/bin/python}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$PYSPARK_PYTHON}"
 export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
@@ -27,10 +30,16 @@ export AIRFLOW__CORE__UNIT_TEST_MODE="${AIRFLOW__CORE__UNIT_TEST_MODE:-False}"
 export AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK="${AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK:-True}"
 
 # Connections (Airflow reads AIRFLOW_CONN_<ID>; JSON form, see docs/configuration.md).
-# 'spark://local[*]' in URI form silently becomes YARN: keep the JSON form.
-export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-{\"conn_type\": \"spark\", \"host\": \"local[*]\"}}"
-export AIRFLOW_CONN_FS_DEFAULT="${AIRFLOW_CONN_FS_DEFAULT:-{\"conn_type\": \"fs\", \"extra\": {\"path\": \"/\"}}}"
-export AIRFLOW_CONN_WEBHDFS_DEFAULT="${AIRFLOW_CONN_WEBHDFS_DEFAULT:-{\"conn_type\": \"webhdfs\", \"host\": \"127.0.0.1\", \"port\": 9870, \"login\": \"$(id -un)\"}}"
+# 'spark://local[*]' in URI form silently becomes YARN: keep the JSON form. The defaults are in
+# variables: a JSON default inside ${VAR:-...} would end at its first '}' and append the rest to
+# a value that is already set.
+_sv_spark_conn='{"conn_type": "spark", "host": "local[*]"}'
+_sv_fs_conn='{"conn_type": "fs", "extra": {"path": "/"}}'
+_sv_webhdfs_conn="{\"conn_type\": \"webhdfs\", \"host\": \"127.0.0.1\", \"port\": 9870, \"login\": \"$(id -un)\"}"
+export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-$_sv_spark_conn}"
+export AIRFLOW_CONN_FS_DEFAULT="${AIRFLOW_CONN_FS_DEFAULT:-$_sv_fs_conn}"
+export AIRFLOW_CONN_WEBHDFS_DEFAULT="${AIRFLOW_CONN_WEBHDFS_DEFAULT:-$_sv_webhdfs_conn}"
+unset _sv_spark_conn _sv_fs_conn _sv_webhdfs_conn
 
 # TensorFlow: quiet C++ logs.
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything sparkvision needs on a fresh Debian machine; idempotent and fast when done.
-#   1. Debian packages (Java 17, Maven, Kerberos headers for gssapi, the Fashion-MNIST dataset)
+#   1. Debian packages (Java 17, Maven, Kerberos headers for gssapi, the Fashion-MNIST dataset,
+#      PostgreSQL for the production-like Airflow, Chromium for the browser tests)
 #   2. .venv with the pinned Python stack (requirements.lock) and exactly one pyspark 4.3.0
 #   3. the Hadoop 3.5.0 jars from Maven Central into .cache/hadoop/lib
 #   4. a JVM class-data-sharing archive for spark-submit (scripts/spark_cds.sh)
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 ROOT_DIR="$PWD"
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-APT_PACKAGES=(openjdk-17-jre-headless maven libkrb5-dev gcc dataset-fashion-mnist)
+APT_PACKAGES=(openjdk-17-jre-headless maven libkrb5-dev gcc dataset-fashion-mnist postgresql chromium)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
