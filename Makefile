@@ -3,6 +3,7 @@ SHELL := /bin/bash
 ENV := . scripts/env.sh &&
 VERSION ?= v1
 PYTEST_ARGS ?=
+LINT := ruff check . && ruff format --check . && lint-imports --no-logo
 
 .DEFAULT_GOAL := help
 .PHONY: help setup demo test test-e2e lint format bench hdfs-start hdfs-stop hdfs-status airflow-init airflow-standalone lock clean
@@ -16,14 +17,14 @@ setup: ## install Debian packages, .venv (pinned) and the Hadoop jars; fast when
 demo: setup ## run image_training on the full Fashion-MNIST with the embedded defaults (VERSION=v1)
 	@bash scripts/demo.sh $(VERSION)
 
-test: setup ## run the whole test suite (unit, DAG integrity, Spark/HDFS/Airflow integration)
-	@$(ENV) python -m pytest -m "not e2e" $(PYTEST_ARGS)
+test: setup ## lint, then the whole test suite (unit, DAG, Spark/HDFS/Airflow integration): what CI runs
+	@$(ENV) $(LINT) && python -m pytest -m "not e2e" $(PYTEST_ARGS)
 
-test-e2e: setup ## tests on the full dataset (slow; not part of `make test`)
+test-e2e: setup ## the full Fashion-MNIST through the DAG, accuracy checked (slow; not part of `make test`)
 	@$(ENV) python -m pytest -m e2e $(PYTEST_ARGS)
 
-lint: setup ## ruff check and format check
-	@$(ENV) ruff check . && ruff format --check .
+lint: setup ## ruff check, ruff format check and the import contract (lint-imports)
+	@$(ENV) $(LINT)
 
 format: setup ## ruff fix and format
 	@$(ENV) ruff check --fix . && ruff format .
@@ -32,13 +33,13 @@ bench: setup ## run the benchmarks; figures to bench/results/*.json and docs/ben
 	@$(ENV) python -m bench $(BENCH)
 
 hdfs-start: setup ## start a single-node HDFS on loopback (RPC 8020, WebHDFS 9870)
-	@$(ENV) python -m sparkvision.hdfs_cluster start
+	@$(ENV) python -m devtools.hdfs_cluster start
 
 hdfs-stop: ## stop it
-	@$(ENV) python -m sparkvision.hdfs_cluster stop
+	@$(ENV) python -m devtools.hdfs_cluster stop
 
 hdfs-status: ## is it running?
-	@$(ENV) python -m sparkvision.hdfs_cluster status
+	@$(ENV) python -m devtools.hdfs_cluster status
 
 airflow-init: setup ## create or migrate the SQLite Airflow database in .airflow/
 	@$(ENV) airflow db migrate > /dev/null && echo "Airflow DB ready in $${AIRFLOW_HOME}"

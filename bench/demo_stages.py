@@ -2,7 +2,7 @@
 
     python -m bench demo_stages
 
-Runs ``python -m sparkvision.demo`` against an empty root under data/bench/ (so every stage does
+Runs ``python -m devtools.demo`` against an empty root under data/bench/ (so every stage does
 its full work, nothing is skipped as already done) and records each task's seconds.
 """
 
@@ -29,7 +29,7 @@ def run(argv: list[str]) -> dict:
     env = {**os.environ, "SPARKVISION_ROOT": root_dir.as_uri(), "AIRFLOW_HOME": str(home)}
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
     subprocess.run(
-        [sys.executable, "-m", "sparkvision.demo", "--version", "bench", "--timings-out", str(out)], env=env, check=True
+        [sys.executable, "-m", "devtools.demo", "--version", "bench", "--timings-out", str(out)], env=env, check=True
     )
     result = json.loads(out.read_text())
     rows = [{"figure": f"task `{task}`", "value": f"{seconds:.1f} s"} for task, seconds in result["stages"].items()]

@@ -91,7 +91,7 @@ def baseline_b(folder: str, out_path: str, limit: int) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from sparkvision.schema import IMAGES_SCHEMA
+    from sparkvision.platform.schema import IMAGES_SCHEMA
 
     files = _list_files(folder)[:limit]
     labels = sorted({Path(name).parent.name for name in files})
@@ -143,13 +143,13 @@ def _spark_env() -> dict:
 
 def _ingest(root: str, version: str) -> dict:
     """The whole spark-submit of one ingest (previous output removed first), with its manifest."""
-    from sparkvision.layout import DatasetPaths
+    from sparkvision.platform.layout import DatasetPaths
 
     curated = DatasetPaths(root, DATASET, version).curated
     if root.startswith("file:"):
         shutil.rmtree(curated[len("file://") :], ignore_errors=True)
-    command = ["spark-submit", *SPARK_CONF, "spark_jobs/ingest.py", "--root", root, "--dataset", DATASET]
-    result = _timed([*command, "--version", version], _spark_env())
+    command = ["spark-submit", *SPARK_CONF, "spark_jobs/ingest.py", "--root", root, f"dataset={DATASET}"]
+    result = _timed([*command, f"version={version}"], _spark_env())
     if root.startswith("file:"):
         manifest = json.loads(Path(curated[len("file://") :], "manifest.json").read_text())
         result["manifest_duration_s"] = manifest["duration_s"]
@@ -164,7 +164,7 @@ def _trivial_submit() -> dict:
     """The floor under any ingest: spark-submit, a session, one Python task over 10 rows, stop."""
     script = WORK / "trivial_job.py"
     script.write_text(
-        "from sparkvision.cli import spark_session\n"
+        "from sparkvision.platform.spark import spark_session\n"
         "spark = spark_session('sparkvision-trivial')\n"
         "print(spark.range(10).mapInArrow(lambda it: it, 'id long').count())\n"
         "spark.stop()\n"
@@ -173,7 +173,7 @@ def _trivial_submit() -> dict:
 
 
 def _prepare_local(root: str) -> Path:
-    from sparkvision.rawdrop import lay_out
+    from devtools.rawdrop import lay_out
 
     lay_out(root, DATASET, "v1")
     return WORK / "raw" / DATASET / "v1"
@@ -198,10 +198,10 @@ def _hdfs_ingest(limit: int | None) -> dict:
     """The ingest with its root on a fresh single-node HDFS; ``limit`` images per source split."""
     from pyspark.sql import SparkSession
 
-    from sparkvision.hdfs_cluster import with_free_ports
-    from sparkvision.layout import DatasetPaths
-    from sparkvision.rawdrop import lay_out
-    from sparkvision.storage import HadoopFS
+    from devtools.hdfs_cluster import with_free_ports
+    from devtools.rawdrop import lay_out
+    from sparkvision.platform.layout import DatasetPaths
+    from sparkvision.platform.storage import HadoopFS
 
     base = Path("/tmp/sparkvision-bench-hdfs")
     shutil.rmtree(base, ignore_errors=True)

@@ -41,8 +41,9 @@ def write_shards(folder: Path, validation_share: float = 0.1) -> tuple[np.ndarra
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from sparkvision import fashion_mnist, schema
-    from sparkvision.tensorize import ROWS_PER_ROW_GROUP
+    from devtools import fashion_mnist
+    from sparkvision.platform import schema
+    from sparkvision.training.tensorize import ROWS_PER_ROW_GROUP
 
     x, y = fashion_mnist.load_split("train")
     keep = np.random.default_rng(0).random(len(y)) >= validation_share  # about the tensorize split's size
@@ -78,8 +79,9 @@ def speed(shards: Path, x: np.ndarray, y: np.ndarray) -> dict:
     """Images/s per epoch of both inputs, alternating, after one warm-up epoch each."""
     import keras
 
-    from sparkvision import tfdata
-    from sparkvision.model import build_model
+    from sparkvision.config.params import TrainParams
+    from sparkvision.training import tfdata
+    from sparkvision.training.model import build_model
 
     class Timer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -90,7 +92,7 @@ def speed(shards: Path, x: np.ndarray, y: np.ndarray) -> dict:
 
     keras.utils.set_random_seed(0)
     streamed = tfdata.make_dataset(shards, SHAPE, BATCH, shuffle_buffer=20_000, seed=0)
-    models = {side: build_model(ARCHITECTURE, SHAPE, 10) for side in ("memory", "streamed")}
+    models = {side: build_model(TrainParams(architecture=ARCHITECTURE), SHAPE, 10) for side in ("memory", "streamed")}
     fits = {
         "memory": lambda timer: models["memory"].fit(
             x, y, batch_size=BATCH, epochs=1, shuffle=True, verbose=0, callbacks=[timer]
@@ -112,13 +114,14 @@ def child(shards: str) -> None:
     """The training process whose memory is measured: one streamed epoch over ``shards``."""
     import keras
 
-    from sparkvision import tfdata
-    from sparkvision.model import build_model
+    from sparkvision.config.params import TrainParams
+    from sparkvision.training import tfdata
+    from sparkvision.training.model import build_model
 
     keras.utils.set_random_seed(0)
     dataset = tfdata.make_dataset(Path(shards), SHAPE, BATCH, shuffle_buffer=20_000, seed=0)
     started = time.perf_counter()
-    build_model(ARCHITECTURE, SHAPE, 10).fit(dataset, epochs=1, verbose=0)
+    build_model(TrainParams(architecture=ARCHITECTURE), SHAPE, 10).fit(dataset, epochs=1, verbose=0)
     rows = tfdata.count_rows(tfdata.shard_files(shards))
     print(f"{rows} images in {time.perf_counter() - started:.1f}s", flush=True)
 

@@ -38,22 +38,22 @@ def spark_submit(job: str, *args: str) -> float:
 
 
 def run(argv: list[str]) -> dict:
-    from sparkvision.params import EvalParams, TrainParams, run_id
-    from sparkvision.rawdrop import lay_out
+    from devtools.rawdrop import lay_out
+    from sparkvision.config.runconfig import RunConfig
 
     root = ROOT.as_uri()
-    dataset_args = ["--root", root, "--dataset", DATASET, "--version", VERSION]
+    config = RunConfig.build(root, {"dataset": DATASET, "version": VERSION, "model": MODEL})
+    args = ["--root", root, f"dataset={DATASET}", f"version={VERSION}", f"model={MODEL}"]
     lay_out(root, DATASET, VERSION)
     if not (ROOT / "curated" / DATASET / VERSION / "_SUCCESS").exists():
-        spark_submit("ingest", *dataset_args)
+        spark_submit("ingest", *args)
     if not (ROOT / "tensors" / DATASET / VERSION / "_SUCCESS").exists():
-        spark_submit("tensorize", *dataset_args)
-    params = TrainParams()
-    rid = run_id(DATASET, VERSION, params)
-    run_dir = ROOT / "runs" / MODEL / rid
+        spark_submit("tensorize", *args)
+    params = config.train
+    run_dir = ROOT / "runs" / MODEL / config.run_id
     shutil.rmtree(run_dir, ignore_errors=True)  # measure a training from scratch
-    job_seconds = spark_submit("train", *dataset_args, "--model", MODEL, "--run-id", rid)
-    spark_submit("evaluate", *dataset_args, "--model", MODEL, "--run-id", rid)
+    job_seconds = spark_submit("train", *args)
+    spark_submit("evaluate", *args)
     summary = json.loads((run_dir / "history.json").read_text())
     metrics = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
     stats = json.loads((ROOT / "tensors" / DATASET / VERSION / "stats.json").read_text())
@@ -80,7 +80,7 @@ def run(argv: list[str]) -> dict:
         },
     ]
     notes = (
-        f"Parameters: `{json.dumps(params.__dict__, sort_keys=True)}`; evaluation defaults {EvalParams()}. "
+        f"Parameters: `{json.dumps(params.__dict__, sort_keys=True)}`; evaluation defaults {config.evaluate}. "
         f"Blessed: {metrics['blessed']} ({metrics['reason']}). Validation accuracy per epoch: "
         f"{[round(v, 4) for v in history.get('val_accuracy', [])]}."
     )

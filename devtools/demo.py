@@ -2,7 +2,7 @@
 
 ``make demo`` (``scripts/demo.sh``) runs this after set-up::
 
-    python -m sparkvision.demo --version v1 [--limit N] [-c '{"epochs": 2}']
+    python -m devtools.demo --version v1 [--limit N] [-c '{"epochs": 2}']
 
 It lays out the raw drop (skipped when complete), runs ``airflow dags test image_training``
 for that version, keeps the full log under ``data/logs/``, echoes the progress lines, and ends
@@ -21,12 +21,12 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from sparkvision.layout import ModelPaths
-from sparkvision.params import DEFAULT_DATASET, DEFAULT_MODEL
-from sparkvision.settings import PROJECT_DIR, storage_root
+from sparkvision.config.params import default
+from sparkvision.platform.layout import ModelPaths
+from sparkvision.platform.settings import PROJECT_DIR, storage_root
 
 #: Log lines worth echoing while the DAG runs.
-PROGRESS = re.compile(r"\[DAG TEST\] (starting|end task) task_id=\w+|sparkvision\.\w+: |BLESSED|NOT PUBLISHED")
+PROGRESS = re.compile(r"\[DAG TEST\] (starting|end task) task_id=\w+|sparkvision\.[\w.]+: |BLESSED|NOT PUBLISHED")
 TASK_EVENT = re.compile(r"^(\S+Z) \[info\s*\] \[DAG TEST\] (starting|end task) task_id=(\w+)")
 
 
@@ -78,7 +78,7 @@ def _short(line: str) -> str:
 
 def published_summary(root: str, model: str) -> dict:
     """LATEST's version, path and metrics (read locally on file://, through WebHDFS on HDFS)."""
-    from sparkvision.orchestration import read_json, read_text
+    from sparkvision.orchestration.io import read_json, read_text
 
     paths = ModelPaths(root, model)
     version = int(read_text(paths.latest_pointer).strip())
@@ -101,23 +101,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = storage_root()
     conf = json.loads(args.conf)
-    print(f"sparkvision demo: dataset {DEFAULT_DATASET} version {args.version} under {root}")
-    from sparkvision.rawdrop import lay_out
+    dataset = default("dataset")
+    print(f"sparkvision demo: dataset {dataset} version {args.version} under {root}")
+    from devtools.rawdrop import lay_out
 
     started = time.monotonic()
-    lay_out(root, DEFAULT_DATASET, args.version, args.limit)
+    lay_out(root, dataset, args.version, args.limit)
     drop_seconds = time.monotonic() - started
     print(f"raw drop ready ({drop_seconds:.1f}s); running image_training (airflow dags test)")
     log_path = PROJECT_DIR / "data" / "logs" / f"demo-{args.version}-{time.strftime('%Y%m%dT%H%M%S')}.log"
     log, dag_seconds = run_dag(args.version, conf, log_path)
     timings = stage_timings(log)
-    summary = published_summary(root, conf.get("model", DEFAULT_MODEL))
+    summary = published_summary(root, conf.get("model", default("model")))
     print("\nstage timings (s):")
     for task, seconds in timings.items():
         print(f"  {task:<22}{seconds:>8.1f}")
     print(f"  {'whole DAG run':<22}{dag_seconds:>8.1f}   (raw drop before it: {drop_seconds:.1f})")
     publish_lines = [
-        _short(line) for line in log.splitlines() if "sparkvision.publish:" in line or "NOT BLESSED" in line
+        _short(line) for line in log.splitlines() if "sparkvision.registry.publish:" in line or "NOT BLESSED" in line
     ]
     if publish_lines:
         print("\npublish: " + publish_lines[-1].split(": ", 1)[-1])

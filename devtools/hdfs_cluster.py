@@ -4,9 +4,9 @@ The jars come from Maven Central (``hadoop/pom.xml``, fetched by ``scripts/setup
 ``.cache/hadoop/lib``). ``make hdfs-start`` / ``make hdfs-stop`` and the pytest session fixture
 use this same code; the fixture picks free ports and a temporary data dir::
 
-    python -m sparkvision.hdfs_cluster start --dir .cache/hdfs   # RPC 8020, WebHDFS 9870
-    python -m sparkvision.hdfs_cluster status --dir .cache/hdfs
-    python -m sparkvision.hdfs_cluster stop --dir .cache/hdfs
+    python -m devtools.hdfs_cluster start --dir .cache/hdfs   # RPC 8020, WebHDFS 9870
+    python -m devtools.hdfs_cluster status --dir .cache/hdfs
+    python -m devtools.hdfs_cluster stop --dir .cache/hdfs
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sparkvision.settings import PROJECT_DIR
+from sparkvision.platform.settings import PROJECT_DIR
 
 log = logging.getLogger(__name__)
 

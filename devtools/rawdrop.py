@@ -4,7 +4,7 @@ The dataset's own train/test membership stays visible to later stages in the fil
 (``train-00042.png``, ``test-00007.png``). The drop is written to a hidden temporary folder,
 closed by ``_SUCCESS`` and committed by rename, so a sensor never sees half a drop::
 
-    python -m sparkvision.rawdrop --root file:///tmp/sv --version v1 --limit 100
+    python -m devtools.rawdrop --root file:///tmp/sv --version v1 --limit 100
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import cv2
 
-from sparkvision import fashion_mnist
-from sparkvision.layout import SUCCESS, DatasetPaths, is_hdfs, uri_path
-from sparkvision.settings import storage_root
+from devtools import fashion_mnist
+from sparkvision.platform.layout import SUCCESS, DatasetPaths, is_hdfs, uri_path
+from sparkvision.platform.settings import storage_root
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def _lay_out_local(paths: DatasetPaths, limit: int | None, source_dir: Path) -> 
 def _lay_out_hdfs(paths: DatasetPaths, limit: int | None, source_dir: Path) -> None:
     from pyspark.sql import SparkSession
 
-    from sparkvision.storage import HadoopFS
+    from sparkvision.platform.storage import HadoopFS
 
     existing = SparkSession.getActiveSession()  # reuse (and leave running) a caller's session
     spark = existing or (

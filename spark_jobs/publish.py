@@ -1,58 +1,27 @@
-"""Publish a blessed run as the next model version (TF Serving layout), or roll LATEST back.
+"""Publish a blessed run as the next model version (TF Serving layout), then point LATEST at it.
 
-    spark-submit spark_jobs/publish.py --root file:///data --model fashion_cnn \
-        --run-id fashion_mnist-20261125-1a2b3c4d [--airflow-run-id ID]
-    spark-submit spark_jobs/publish.py --root file:///data --model fashion_cnn --rollback-to 3
+    spark-submit spark_jobs/publish.py --run-config <root>/configs/<dataset>/<version>/<hash>.json
+    spark-submit spark_jobs/publish.py version=v1 [model=fashion_cnn ...]
 
-Writes <root>/models/<model>/<version>/ and then <root>/models/<model>/LATEST.
+Writes <root>/models/<model>/<version>/ and then <root>/models/<model>/LATEST; exit status 3
+when the run is not blessed. The Airflow run id that Airflow exports to the task
+(AIRFLOW_CTX_DAG_RUN_ID) goes into the version's lineage. Roll back with spark_jobs/rollback.py.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
+import os
 import sys
 
-from sparkvision.cli import LOG_FORMAT, spark_session
-from sparkvision.layout import InvalidNameError, ModelPaths, validate_name
-from sparkvision.publish import NotBlessedError, publish, rollback
-from sparkvision.settings import storage_root
-from sparkvision.storage import HadoopFS
+from sparkvision.config.cli import run_job
+from sparkvision.platform.storage import HadoopFS
+from sparkvision.registry.publish import publish
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default=storage_root())
-    parser.add_argument("--model", required=True)
-    action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--run-id")
-    action.add_argument("--rollback-to", type=int, metavar="VERSION")
-    parser.add_argument("--airflow-run-id")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stdout)
-    try:
-        model_paths = ModelPaths(args.root, args.model)
-        if args.run_id:
-            validate_name(args.run_id, "run id")
-    except (InvalidNameError, ValueError) as exc:
-        parser.error(str(exc))
-    spark = spark_session(f"sparkvision-publish-{args.model}")
-    try:
-        fs = HadoopFS(spark)
-        if args.rollback_to is not None:
-            rollback(fs, model_paths, args.rollback_to)
-            print(f"LATEST of {args.model} -> version {args.rollback_to}")
-            return 0
-        try:
-            result = publish(fs, model_paths, args.run_id, args.airflow_run_id)
-        except NotBlessedError as exc:
-            print(f"NOT PUBLISHED: {exc}")
-            return 3
-    finally:
-        spark.stop()
-    print(f"{'published' if result['new'] else 'unchanged'}: {result['uri']} ({result['reason']})")
-    return 0
+def work(spark, config) -> str:
+    result = publish(HadoopFS(spark), config.model_paths, config.run_id, os.environ.get("AIRFLOW_CTX_DAG_RUN_ID"))
+    return f"{'published' if result['new'] else 'unchanged'}: {result['uri']} ({result['reason']})"
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job("publish", __doc__, work))

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sparkvision.cli import SESSION_CONF
-from sparkvision.hdfs_cluster import HdfsCluster, with_free_ports
-from sparkvision.storage import CLOSE_RETRY_DELAY_KEY
+from devtools.hdfs_cluster import HdfsCluster, with_free_ports
+from sparkvision.config.runconfig import RunConfig
+from sparkvision.platform.spark import SESSION_CONF
+from sparkvision.platform.storage import CLOSE_RETRY_DELAY_KEY
 
 # py4j logs "Closing down clientserver connection" from __del__ after pytest closed its streams.
 logging.getLogger("py4j").setLevel(logging.WARNING)
@@ -39,7 +40,7 @@ def spark():
 
 @pytest.fixture(scope="session")
 def hadoop_fs(spark):
-    from sparkvision.storage import HadoopFS
+    from sparkvision.platform.storage import HadoopFS
 
     return HadoopFS(spark)
 
@@ -65,3 +66,34 @@ def root(request, tmp_path) -> str:
 @pytest.fixture(scope="session")
 def project_dir() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+#: The dataset of the tests' small Fashion-MNIST slices.
+DATASET = "fashion_mnist"
+
+
+@pytest.fixture(scope="session")
+def make_config():
+    """``make_config(root, version, **params)``: a validated run config of the tests' dataset."""
+
+    def make(root: str, version: str, **params) -> RunConfig:
+        return RunConfig.build(root, {"dataset": DATASET, "version": version, **params})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def make_tensors(spark, make_config):
+    """``make_tensors(root, version, limit, **params)``: a raw drop of ``limit`` train + ``limit``
+    test images, ingested and tensorized with the real Spark stages; returns (config, stats)."""
+    from devtools.rawdrop import lay_out
+    from sparkvision.ingest.run import run_ingest
+    from sparkvision.training.tensorize import run_tensorize
+
+    def make(root: str, version: str, limit: int, **params) -> tuple[RunConfig, dict]:
+        config = make_config(root, version, **params)
+        lay_out(root, DATASET, version, limit=limit)
+        run_ingest(spark, config.paths, config.ingest)
+        return config, run_tensorize(spark, config)
+
+    return make

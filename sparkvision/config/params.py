@@ -1,85 +1,318 @@
-"""Training and evaluation parameters with their defaults: defined once, validated on creation.
+"""Every parameter of a run, declared once: default, bounds, help, form section, identity.
 
-Light on purpose (no TensorFlow import): the DAG's parameter form and its first task use it.
+The DAG's trigger form (``sparkvision.orchestration.form``), the run config's validation
+(``sparkvision.config.runconfig``), the key=value overrides of a hand-run job and the typed
+parameter sections the stages receive (``IngestParams``, ``SplitParams``, ``TrainParams``,
+``EvalParams``) are all generated from ``PARAMETERS``. Adding a parameter is one entry here plus
+its use.
+
+Light on purpose (standard library only): the DAG file imports it at parse time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
+from sparkvision.platform.layout import SAFE_NAME_PATTERN
+
+#: The stages a parameter belongs to; "run" names what the run is about.
+STAGES = ("run", "ingest", "split", "train", "evaluate")
 ARCHITECTURES = ("reference", "stronger")
 #: How ingest brings an image to the target shape: stretch, letterbox (pad) or centre crop.
 RESIZE_POLICIES = ("stretch", "pad", "crop")
-#: Defaults of the ingest parameters that the DAG's form offers (IngestParams holds them all).
-INGEST_DEFAULTS = {"resize_policy": "stretch", "drop_duplicates": False, "drift_threshold": 0.1}
-DEFAULT_DATASET = "fashion_mnist"
-DEFAULT_MODEL = "fashion_cnn"
+_KINDS = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
 
 @dataclass(frozen=True)
-class TrainParams:
-    """Hyperparameters of one training run; every one of them is part of the run id."""
+class ImageSpec:
+    """The fixed shape every curated image is converted to: the parsed ``image_shape``."""
 
-    #: "stronger" reaches >= 0.93 test accuracy on Fashion-MNIST within the time budget on 2 cores;
-    #: "reference" is the original design's CNN (about 0.90 after 3 epochs), kept as the baseline.
-    architecture: str = "stronger"
-    epochs: int = 18
-    batch_size: int = 128
-    #: Peak Adam learning rate; it decays along a cosine over ``epochs``.
-    learning_rate: float = 2e-3
-    #: Rows mixed in the streaming shuffle pool (bounded memory: about 16 MB at 28x28x1).
-    shuffle_buffer: int = 20_000
-    seed: int = 42
-    #: Random horizontal flip and small shifts, active only while training.
-    augment: bool = False
-    #: Stop when validation accuracy has not improved for this many epochs (0: never).
-    early_stopping_patience: int = 5
-    #: Stop before an epoch that would end past this many minutes of training (0: no budget).
-    max_train_minutes: float = 10.0
+    height: int = 28
+    width: int = 28
+    channels: int = 1
 
     def __post_init__(self) -> None:
-        # Normalise numbers (0 and 0.0 must give the same run id).
-        for name in ("learning_rate", "max_train_minutes"):
-            if isinstance(getattr(self, name), int | float) and not isinstance(getattr(self, name), bool):
-                object.__setattr__(self, name, float(getattr(self, name)))
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
-        if not 1 <= self.epochs <= 1000:
-            raise ValueError(f"epochs must be within 1..1000, got {self.epochs}")
-        if not 1 <= self.batch_size <= 65536:
-            raise ValueError(f"batch_size must be within 1..65536, got {self.batch_size}")
-        if not 0 < self.learning_rate < 1:
-            raise ValueError(f"learning_rate must be within (0, 1), got {self.learning_rate}")
-        if self.shuffle_buffer < 0:
-            raise ValueError(f"shuffle_buffer must be >= 0, got {self.shuffle_buffer}")
-        if not isinstance(self.augment, bool):
-            raise ValueError(f"augment must be true or false, got {self.augment!r}")
-        if not 0 <= self.early_stopping_patience <= 1000:
-            raise ValueError(f"early_stopping_patience must be within 0..1000, got {self.early_stopping_patience}")
-        if not 0 <= self.max_train_minutes <= 7 * 24 * 60:
-            raise ValueError(f"max_train_minutes must be within 0..10080, got {self.max_train_minutes}")
+        if not (1 <= self.height <= 4096 and 1 <= self.width <= 4096):
+            raise ValueError(f"image size {self.height}x{self.width} outside 1..4096")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grayscale) or 3 (colour), got {self.channels}")
 
-    def fingerprint(self) -> str:
-        """A short hash of every parameter: part of the run id."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, self.channels)
+
+    @property
+    def nbytes(self) -> int:
+        return self.height * self.width * self.channels
+
+    def __str__(self) -> str:
+        return f"{self.height}x{self.width}x{self.channels}"
+
+    @classmethod
+    def parse(cls, text: str) -> ImageSpec:
+        """Parse ``HxWxC`` (e.g. ``28x28x1``, ``64x64x3``)."""
+        match = re.fullmatch(r"(\d+)x(\d+)x(\d+)", text) if isinstance(text, str) else None
+        if not match:
+            raise ValueError(f"image shape {text!r} is not HEIGHTxWIDTHxCHANNELS, e.g. 28x28x1")
+        return cls(*(int(part) for part in match.groups()))
 
 
 @dataclass(frozen=True)
-class EvalParams:
-    #: The candidate needs at least this test accuracy to be blessed.
-    min_accuracy: float = 0.85
-    #: ... and may be at most this much less accurate than the published champion.
-    max_regression: float = 0.005
+class Parameter:
+    """One parameter: everything the form, the validation and the stages need to know of it."""
+
+    name: str
+    stage: str
+    default: Any
+    kind: type
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    #: The bounds themselves are excluded (``0 < x < 1``).
+    exclusive: bool = False
+    choices: tuple | None = None
+    #: A JSON-schema pattern (searched, so anchored); checked the same way here.
+    pattern: str | None = None
+    nullable: bool = False
+    #: A further check of the value (raises ValueError), e.g. parsing it.
+    refine: Callable[[Any], Any] | None = None
+    #: Changes what the stage produces: part of the outputs' fingerprints and of the run id.
+    identity: bool = True
+    #: The trigger form's section (Airflow renders sections in the order they first appear).
+    section: str = "Run"
+
+    def check(self, value: Any) -> Any:
+        """The value, normalised to its kind (1 -> 1.0 for numbers), or ValueError saying why not."""
+        if value is None:
+            if self.nullable:
+                return None
+            raise ValueError(f"{self.name} must be set (no empty value)")
+        value = self._as_kind(value)
+        if self.kind in (int, float):
+            low, high = self.minimum, self.maximum
+            below = low is not None and (value <= low if self.exclusive else value < low)
+            above = high is not None and (value >= high if self.exclusive else value > high)
+            if below or above:
+                bounds = f"({low}, {high})" if self.exclusive else f"{low}..{high}"
+                if high is None:
+                    bounds = f"{'>' if self.exclusive else '>='} {low}"
+                raise ValueError(f"{self.name} must be within {bounds}, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"{self.name} must be one of {list(self.choices)}, got {value!r}")
+        if self.pattern is not None and not re.search(self.pattern, value):
+            raise ValueError(f"{self.name} {value!r} does not match the pattern {self.pattern}")
+        if self.refine is not None:
+            try:
+                self.refine(value)
+            except ValueError as exc:
+                raise ValueError(f"{self.name}: {exc}") from None
+        return value
+
+    def _as_kind(self, value: Any) -> Any:
+        wrong = ValueError(f"{self.name} must be {_KINDS[self.kind]}, got {value!r}")
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise wrong
+            return value
+        if self.kind is str:
+            if not isinstance(value, str):
+                raise wrong
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise wrong
+        if self.kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise wrong
+            return int(value)
+        return float(value)
+
+    def parse(self, text: str) -> Any:
+        """The value of a ``key=value`` override (a string), checked."""
+        if self.nullable and text.lower() in {"", "null", "none"}:
+            return None
+        if self.kind is bool:
+            lowered = text.lower()
+            if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ValueError(f"{self.name} must be true or false, got {text!r}")
+            return self.check(lowered in {"true", "1", "yes"})
+        if self.kind in (int, float):
+            try:
+                number = int(text) if self.kind is int else float(text)
+            except ValueError:
+                raise ValueError(f"{self.name} must be {_KINDS[self.kind]}, got {text!r}") from None
+            return self.check(number)
+        return self.check(text)
+
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON-schema keywords of an Airflow ``Param`` for this parameter."""
+        kind = _KINDS[self.kind]
+        schema: dict[str, Any] = {"type": ["null", kind] if self.nullable else kind, "description": self.help}
+        if self.minimum is not None:
+            schema["exclusiveMinimum" if self.exclusive else "minimum"] = self.minimum
+        if self.maximum is not None:
+            schema["exclusiveMaximum" if self.exclusive else "maximum"] = self.maximum
+        if self.choices is not None:
+            schema["enum"] = list(self.choices)
+        if self.pattern is not None:
+            schema["pattern"] = self.pattern
+        return schema
+
+
+def _check_split_shares(section: Any) -> None:
+    if section.validation_share + section.test_share >= 1:
+        raise ValueError("validation_share + test_share must be below 1")
+
+
+_FORM_MAIN, _FORM_INGEST, _FORM_TRAIN, _FORM_BLESS, _FORM_ADVANCED = (
+    "Run",
+    "Ingest",
+    "Training",
+    "Blessing",
+    "Advanced",
+)
+
+#: Every parameter of a run, in the trigger form's order.
+PARAMETERS: tuple[Parameter, ...] = (
+    # what the run is about
+    Parameter("dataset", "run", "fashion_mnist", str, "Dataset name: the folder under <root>/raw/",
+              pattern=SAFE_NAME_PATTERN),
+    Parameter("version", "run", None, str, "Dataset version; empty means the run's logical date (YYYYMMDD)",
+              pattern=SAFE_NAME_PATTERN, nullable=True),
+    Parameter("model", "run", "fashion_cnn", str, "Model name: the folder under <root>/models/",
+              pattern=SAFE_NAME_PATTERN),
+    # ingest
+    Parameter("image_shape", "ingest", "28x28x1", str, "Target HEIGHTxWIDTHxCHANNELS (1 grey, 3 colour)",
+              pattern=r"^[0-9]{1,4}x[0-9]{1,4}x[13](?![\s\S])", refine=ImageSpec.parse, section=_FORM_INGEST),
+    Parameter("resize_policy", "ingest", "stretch", str,
+              "How images reach the target shape: stretch, pad (letterbox) or crop (centre)",
+              choices=RESIZE_POLICIES, section=_FORM_INGEST),
+    Parameter("max_rejected_share", "ingest", 0.05, float,
+              "Fail ingest when more than this share of the files is rejected",
+              minimum=0, maximum=1, identity=False, section=_FORM_INGEST),
+    Parameter("drop_duplicates", "ingest", False, bool,
+              "Quarantine files whose content repeats an earlier file (duplicates are always flagged)",
+              section=_FORM_INGEST),
+    Parameter("drift_threshold", "ingest", 0.1, float,
+              "Warn when the label distribution moved more than this since the previous version",
+              minimum=0, maximum=1, identity=False, section=_FORM_INGEST),
+    Parameter("max_pixels", "ingest", 50_000_000, int,
+              "Decompression-bomb guard: refuse images of more pixels than this, before decoding",
+              minimum=1, maximum=2**31 - 1, section=_FORM_ADVANCED),
+    Parameter("max_file_bytes", "ingest", 256 * 1024 * 1024, int,
+              "Refuse files larger than this many bytes, without reading them",
+              minimum=1, maximum=2**31 - 1, section=_FORM_ADVANCED),
+    Parameter("alpha_background", "ingest", 0, int, "Grey level shown under transparent pixels (0 black, 255 white)",
+              minimum=0, maximum=255, section=_FORM_ADVANCED),
+    Parameter("target_file_mb", "ingest", 128, int, "Size of one curated Parquet file in MiB",
+              minimum=1, maximum=4096, identity=False, section=_FORM_ADVANCED),
+    # split
+    Parameter("validation_share", "split", 0.1, float,
+              "Share of the training images held out for validation (by content hash, stable across versions)",
+              minimum=0, maximum=0.9, section=_FORM_ADVANCED),
+    Parameter("test_share", "split", 0.1, float,
+              "Share of the images without a source-given split that go to test",
+              minimum=0, maximum=0.9, section=_FORM_ADVANCED),
+    # training
+    Parameter("architecture", "train", "stronger", str,
+              "The CNN: 'stronger' (VGG-style with batch norm, the default) or 'reference' (2 conv + 2 dense)",
+              choices=ARCHITECTURES, section=_FORM_TRAIN),
+    Parameter("epochs", "train", 18, int, "Epochs to train at most (early stopping and the time budget may end sooner)",
+              minimum=1, maximum=1000, section=_FORM_TRAIN),
+    Parameter("batch_size", "train", 128, int, "Images per training step", minimum=1, maximum=65536,
+              section=_FORM_TRAIN),
+    Parameter("learning_rate", "train", 2e-3, float, "Peak learning rate of Adam (cosine decay over the epochs)",
+              minimum=0, maximum=1, exclusive=True, section=_FORM_TRAIN),
+    Parameter("augment", "train", False, bool, "Random horizontal flips and small shifts of the training images",
+              section=_FORM_TRAIN),
+    Parameter("early_stopping_patience", "train", 5, int,
+              "Stop after this many epochs without a validation accuracy gain (0: never)",
+              minimum=0, maximum=1000, section=_FORM_TRAIN),
+    Parameter("max_train_minutes", "train", 10.0, float, "Training time budget in minutes (0: none)",
+              minimum=0, maximum=7 * 24 * 60, section=_FORM_TRAIN),
+    Parameter("shuffle_buffer", "train", 20_000, int,
+              "Images mixed in the streaming shuffle pool (bounded memory: about 16 MB at 28x28x1)",
+              minimum=0, maximum=10_000_000, section=_FORM_ADVANCED),
+    Parameter("seed", "train", 42, int, "Seed of the weights' initialisation, the shuffles and the augmentation",
+              minimum=0, maximum=2**31 - 1, section=_FORM_ADVANCED),
+    # evaluation
+    Parameter("min_accuracy", "evaluate", 0.85, float, "Bless only models with at least this test accuracy",
+              minimum=0, maximum=1, identity=False, section=_FORM_BLESS),
+    Parameter("max_regression", "evaluate", 0.005, float,
+              "... and at most this much less accurate than the published champion",
+              minimum=0, maximum=1, identity=False, section=_FORM_BLESS),
+)  # fmt: skip
+
+BY_NAME: dict[str, Parameter] = {p.name: p for p in PARAMETERS}
+#: Checks that involve several parameters of one stage.
+STAGE_CHECKS: dict[str, Callable[[Any], None]] = {"split": _check_split_shares}
+
+
+def parameters(stage: str) -> tuple[Parameter, ...]:
+    return tuple(p for p in PARAMETERS if p.stage == stage)
+
+
+def default(name: str) -> Any:
+    return BY_NAME[name].default
+
+
+def _stage_class(cls_name: str, stage: str, doc: str, namespace: dict | None = None) -> type:
+    """A frozen dataclass of one stage's parameters, generated from their declarations."""
 
     def __post_init__(self) -> None:
-        if not 0 <= self.min_accuracy <= 1:
-            raise ValueError(f"min_accuracy must be within 0..1, got {self.min_accuracy}")
-        if not 0 <= self.max_regression <= 1:
-            raise ValueError(f"max_regression must be within 0..1, got {self.max_regression}")
+        for parameter in parameters(stage):
+            object.__setattr__(self, parameter.name, parameter.check(getattr(self, parameter.name)))
+        if stage in STAGE_CHECKS:
+            STAGE_CHECKS[stage](self)
+
+    fields = [(p.name, p.kind, dataclasses.field(default=p.default)) for p in parameters(stage)]
+    cls = dataclasses.make_dataclass(
+        cls_name, fields, frozen=True, namespace={"__post_init__": __post_init__, "__doc__": doc, **(namespace or {})}
+    )
+    cls.__module__ = __name__  # pickled by reference into Spark's Python workers
+    return cls
 
 
-def run_id(dataset: str, version: str, params: TrainParams) -> str:
-    """The run id of training ``params`` on one dataset version: the same inputs, the same run."""
-    return f"{dataset}-{version}-{params.fingerprint()}"
+IngestParams = _stage_class(
+    "IngestParams",
+    "ingest",
+    "Everything that decides the content of a curated version (recorded in its manifest).",
+    {"spec": property(lambda self: ImageSpec.parse(self.image_shape))},
+)
+SplitParams = _stage_class("SplitParams", "split", "How tensorize splits the curated images.")
+TrainParams = _stage_class("TrainParams", "train", "Hyperparameters of one training run.")
+EvalParams = _stage_class("EvalParams", "evaluate", "The blessing thresholds of an evaluation.")
+STAGE_CLASSES = {"ingest": IngestParams, "split": SplitParams, "train": TrainParams, "evaluate": EvalParams}
+
+
+def fingerprint(*sections: Any) -> str:
+    """A short hash of the identity parameters of ``sections`` (stage parameter objects).
+
+    Parameters that do not change what a stage produces (thresholds, file sizes) are left out,
+    so changing them reuses the outputs.
+    """
+    identity = {
+        p.name: getattr(section, p.name) for section in sections for p in parameters(_stage_of(section)) if p.identity
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _stage_of(section: Any) -> str:
+    for stage, cls in STAGE_CLASSES.items():
+        if isinstance(section, cls):
+            return stage
+    raise TypeError(f"not a stage's parameters: {section!r}")
+
+
+def closest(name: str, names: Iterable[str]) -> str | None:
+    """The known name closest to a misspelt one, or None."""
+    import difflib
+
+    matches = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
+    return matches[0] if matches else None

@@ -32,8 +32,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from sparkvision.params import RESIZE_POLICIES
-from sparkvision.schema import ImageSpec
+from sparkvision.config.params import RESIZE_POLICIES, ImageSpec, IngestParams
 
 # Rejected files are reported in the rejects table; OpenCV's own per-file log lines are noise.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -63,12 +62,6 @@ REASONS: dict[str, str] = {
     UNREADABLE: "listed, but could not be read (permissions, I/O error, vanished before reading)",
     DUPLICATE: "same content hash as an earlier path (only with drop_duplicates)",
 }
-
-#: Decompression-bomb guard: images with more pixels than this are refused before decoding.
-DEFAULT_MAX_PIXELS = 50_000_000
-#: Files larger than this are refused from the listing, without being read.
-DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
-
 
 # Formats that OpenCV is built without here (or that need an opt-in): decode failure = unsupported.
 _OPTIONAL_FORMATS = {"exr", "heif"}
@@ -252,7 +245,7 @@ def _scale(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return resized.reshape(height, width, image.shape[2])
 
 
-def resize(image: np.ndarray, spec: ImageSpec, policy: str = "stretch", background: int = 0) -> np.ndarray:
+def resize(image: np.ndarray, spec: ImageSpec, policy: str, background: int = 0) -> np.ndarray:
     """HxWxC uint8 to ``spec``'s height and width under a resize policy (see module docstring)."""
     height, width = image.shape[:2]
     if (height, width) == (spec.height, spec.width):
@@ -276,26 +269,18 @@ def resize(image: np.ndarray, spec: ImageSpec, policy: str = "stretch", backgrou
     raise ValueError(f"unknown resize policy {policy!r}; expected one of {RESIZE_POLICIES}")
 
 
-def decode(
-    data: bytes,
-    spec: ImageSpec,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    policy: str = "stretch",
-    background: int = 0,
-) -> Decoded:
-    """Decode, validate and convert one file's bytes to ``spec``; raise Rejected when unusable."""
-    pixels, height, width, channels = decode_array(data, spec, max_pixels, policy, background)
+def decode(data: bytes, params: IngestParams) -> Decoded:
+    """Decode, validate and convert one file's bytes as ``params`` say; raise Rejected when unusable.
+
+    ``params``: the target shape (``spec``), ``max_pixels``, ``resize_policy`` and ``alpha_background``.
+    """
+    pixels, height, width, channels = decode_array(data, params)
     return Decoded(pixels.tobytes(), height, width, channels)
 
 
-def decode_array(
-    data: bytes,
-    spec: ImageSpec,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    policy: str = "stretch",
-    background: int = 0,
-) -> tuple[np.ndarray, int, int, int]:
+def decode_array(data: bytes, params: IngestParams) -> tuple[np.ndarray, int, int, int]:
     """``decode`` without the copy to bytes: (HxWxC uint8 array, original height, width, channels)."""
+    spec, max_pixels, background = params.spec, params.max_pixels, params.alpha_background
     if len(data) == 0:
         raise Rejected(EMPTY, "the file has zero bytes")
     fmt = sniff(data)
@@ -323,5 +308,7 @@ def decode_array(
     if image.shape[0] * image.shape[1] > max_pixels:
         raise Rejected(TOO_LARGE, f"{image.shape[0]}x{image.shape[1]} pixels is over the limit of {max_pixels}")
     orig_channels = 1 if image.ndim == 2 else image.shape[2]
-    pixels = resize(convert_channels(to_uint8(image), spec.channels, background), spec, policy, background)
+    pixels = resize(
+        convert_channels(to_uint8(image), spec.channels, background), spec, params.resize_policy, background
+    )
     return np.ascontiguousarray(pixels), image.shape[0], image.shape[1], orig_channels

@@ -28,33 +28,37 @@ How it reads many small files (the choices, briefly):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import os
-import stat
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from urllib.parse import unquote, urlparse
 
-import numpy as np
-import pyarrow as pa
-
-from sparkvision import images, schema
-from sparkvision.layout import SAFE_NAME, SUCCESS, DatasetPaths
-from sparkvision.params import INGEST_DEFAULTS
-from sparkvision.schema import ImageSpec
+from sparkvision.config.params import IngestParams
+from sparkvision.ingest import images
+from sparkvision.ingest.decode import decode_batches, decode_local, decode_record
+from sparkvision.ingest.files import drop_dir, listing_paths, skipped_name, walk_batches
+from sparkvision.ingest.summary import (
+    assign_label_indices,
+    build_manifest,
+    dataset_hash,
+    fold_summary,
+    label_drift,
+    output_partitions,
+)
+from sparkvision.platform import schema
+from sparkvision.platform.layout import (
+    CURATED_IMAGES,
+    CURATED_LABELS,
+    CURATED_MANIFEST,
+    CURATED_REJECTS,
+    SUCCESS,
+    DatasetPaths,
+)
+from sparkvision.platform.spark import session_conf
 
 log = logging.getLogger(__name__)
 
-#: Source-given split, read from the file name: ``train-00042.png`` / ``test-7.jpg``.
-SOURCE_SPLIT_PREFIXES = ("train", "test")
-_DECODED = schema.DECODED_SCHEMA
-#: Target size of one curated Parquet file (pixels dominate; Parquet adds little).
-DEFAULT_TARGET_FILE_MB = 128
 #: Listing and decode tuning for many small files (see docs/ingest.md, "How it scales").
 SPARK_CONF = {
     # Charge each file 4 KiB of "open cost" instead of 4 MiB so that thousands share one task.
@@ -80,526 +84,12 @@ PARQUET_WRITE_OPTIONS = {
 }
 #: file:// roots: no decode task for fewer files than this (see ``decode_partitions``).
 MIN_FILES_PER_TASK = 10_000
-#: file:// roots: paths per Arrow batch emitted by the listing tasks.
-LISTING_BATCH = 10_000
-
-
-@dataclass(frozen=True)
-class IngestParams:
-    """Everything that decides the content of a curated version (recorded in its manifest)."""
-
-    spec: ImageSpec = field(default_factory=ImageSpec)
-    max_rejected_share: float = 0.05
-    max_pixels: int = images.DEFAULT_MAX_PIXELS
-    resize_policy: str = INGEST_DEFAULTS["resize_policy"]
-    drop_duplicates: bool = INGEST_DEFAULTS["drop_duplicates"]
-    drift_threshold: float = INGEST_DEFAULTS["drift_threshold"]
-    max_file_bytes: int = images.DEFAULT_MAX_FILE_BYTES
-    alpha_background: int = 0
-    target_file_mb: int = DEFAULT_TARGET_FILE_MB
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.max_rejected_share <= 1.0:
-            raise ValueError(f"max_rejected_share must be within 0..1, got {self.max_rejected_share}")
-        if self.max_pixels < 1:
-            raise ValueError(f"max_pixels must be positive, got {self.max_pixels}")
-        if self.resize_policy not in images.RESIZE_POLICIES:
-            raise ValueError(f"resize_policy must be one of {images.RESIZE_POLICIES}, got {self.resize_policy!r}")
-        if not 0.0 <= self.drift_threshold <= 1.0:
-            raise ValueError(f"drift_threshold must be within 0..1, got {self.drift_threshold}")
-        if self.max_file_bytes < 1:
-            raise ValueError(f"max_file_bytes must be positive, got {self.max_file_bytes}")
-        if not 0 <= self.alpha_background <= 255:
-            raise ValueError(f"alpha_background must be within 0..255, got {self.alpha_background}")
-        if self.target_file_mb < 1:
-            raise ValueError(f"target_file_mb must be positive, got {self.target_file_mb}")
 
 
 class TooManyRejectsError(RuntimeError):
-    """The rejected share of a drop passed the threshold."""
+    """The rejected share of a drop passed the threshold (the job exits with status 1)."""
 
-
-class AccountingError(RuntimeError):
-    """accepted + rejected != files found: a bug, never a property of the data."""
-
-
-# -- pure functions: paths and labels ----------------------------------------------------------
-
-
-def uri_to_path(uri: str) -> str:
-    """The path of a Hadoop path string (``file:/a/b``, ``file:///a/b``, ``hdfs://nn:8020/a/b``).
-
-    Hadoop prints paths unencoded, so a name may hold ``#``, ``%`` or spaces: no URL parsing.
-    """
-    if "://" in uri:
-        rest = uri.split("://", 1)[1]
-        slash = rest.find("/")
-        return rest[slash:] if slash >= 0 else "/"
-    if uri.startswith("file:"):
-        return uri[len("file:") :]
-    return uri
-
-
-def drop_dir(raw_uri: str) -> str:
-    """The filesystem path of a drop's root URI (as given on the command line)."""
-    return unquote(urlparse(raw_uri).path).rstrip("/")
-
-
-def relative_path(file_uri: str, drop_path: str) -> str:
-    """The path of a listed file inside the drop (``<label>/.../<file>``)."""
-    path = uri_to_path(file_uri)
-    prefix = drop_path.rstrip("/") + "/"
-    if not path.startswith(prefix):
-        raise ValueError(f"{file_uri} is not under {drop_path}")
-    return path[len(prefix) :]
-
-
-def label_of(rel_path: str) -> str:
-    """The label folder of a file, or raise Rejected when there is none or it is unsafe."""
-    parts = rel_path.split("/")
-    if len(parts) < 2:
-        raise images.Rejected(images.NO_LABEL, "the file is not inside a <label>/ folder")
-    if not SAFE_NAME.match(parts[0]):
-        raise images.Rejected(images.BAD_LABEL, f"label folder {parts[0]!r} breaks the naming rule {SAFE_NAME.pattern}")
-    return parts[0]
-
-
-def source_split(rel_path: str) -> str | None:
-    name = rel_path.rsplit("/", 1)[-1]
-    prefix = name.split("-", 1)[0]
-    return prefix if prefix in SOURCE_SPLIT_PREFIXES and "-" in name else None
-
-
-# -- pure functions: reading and decoding (the mapInArrow bodies) --------------------------------
-
-
-def read_file(path: str, max_file_bytes: int) -> tuple[bytes | None, int | None, tuple[str, str] | None]:
-    """A local file's (bytes, size, None), or (None, size or None, reason) when it cannot be used.
-
-    Four system calls per file (open, fstat, read, close): the size comes from the open file, so
-    the listing needs no stat of its own and a file over ``max_file_bytes`` is never read. A pipe,
-    a device or a folder reached through a link is refused (opened non-blocking: no hang).
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        return None, None, _read_error(exc)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return None, None, (images.UNREADABLE, "not a regular file (a folder behind a link, a pipe or a device)")
-        if info.st_size > max_file_bytes:
-            return None, info.st_size, (images.FILE_TOO_LARGE, f"{info.st_size} bytes is over {max_file_bytes=}")
-        parts, remaining = [], info.st_size
-        while remaining > 0:  # one read for all but huge files; a file cut short ends early
-            part = os.read(fd, remaining)
-            if not part:
-                break
-            parts.append(part)
-            remaining -= len(part)
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
-        return data, len(data), None
-    except OSError as exc:
-        return None, None, _read_error(exc)
-    finally:
-        os.close(fd)
-
-
-def _read_error(exc: OSError) -> tuple[str, str]:
-    return images.UNREADABLE, f"listed, but could not be read: {type(exc).__name__}: {exc.strerror or exc}"
-
-
-#: One Arrow batch out of the decoder holds at most this many bytes of pixels.
-DECODED_BATCH_BYTES = 64 * 1024 * 1024
-#: Squares of uint8 values (255**2 fits 16 bits: sums of squares with a 2x, not 8x, temporary).
-_SQUARES = (np.arange(256, dtype=np.uint32) ** 2).astype(np.uint16)
-
-
-def decode_files(records: Iterable[tuple[str, bytes | None, int | None, tuple[str, str] | None]], params: IngestParams):
-    """(relative path, bytes, size, reason when not read) per file -> DECODED_SCHEMA batches.
-
-    Files are decoded one at a time as ``records`` yields them (a lazy reader holds one file's
-    bytes at a time); pixels of one output batch land in one buffer. Precedence of reasons: no
-    label folder, unsafe label, not read, then what the bytes say.
-    """
-    spec = params.spec
-    per_batch = max(1, DECODED_BATCH_BYTES // spec.nbytes)
-    columns: dict[str, list] = {name: [] for name in _ROW_COLUMNS}
-    kept: list[int] = []
-    pixels: list[np.ndarray] = []
-    for rel_path, content, size, missing in records:
-        label = digest = None
-        dims: tuple = (None, None, None)
-        reason: tuple = (None, None)
-        try:
-            label = label_of(rel_path)
-            if content is None:
-                raise images.Rejected(*(missing or (images.UNREADABLE, "the file could not be read")))
-            digest = images.content_hash(content)
-            image, *dims = images.decode_array(
-                content, spec, params.max_pixels, params.resize_policy, params.alpha_background
-            )
-        except images.Rejected as rejected:
-            dims, reason = (None, None, None), (rejected.reason, rejected.detail)
-        else:
-            kept.append(len(columns[schema.PATH]))
-            pixels.append(image)
-        if size is None and content is not None:
-            size = len(content)
-        row = (images.stable_id(rel_path), rel_path, label, source_split(rel_path), digest, *dims, size, *reason)
-        for name, value in zip(_ROW_COLUMNS, row, strict=True):
-            columns[name].append(value)
-        if len(kept) >= per_batch:
-            yield _decoded_batch(columns, kept, pixels, spec)
-            columns, kept, pixels = {name: [] for name in _ROW_COLUMNS}, [], []
-    if columns[schema.PATH]:
-        yield _decoded_batch(columns, kept, pixels, spec)
-
-
-#: DECODED_SCHEMA columns built row by row (the pixels and the statistics columns: per batch).
-_ROW_COLUMNS = [n for n in schema.DECODED_SCHEMA.names if n not in (schema.PIXELS, *schema.DECODE_STATS)]
-
-
-def _decoded_batch(columns: dict[str, list], kept: list[int], pixels: list[np.ndarray], spec: ImageSpec):
-    """One DECODED_SCHEMA batch: pixels of the ``kept`` rows in one buffer, nulls elsewhere."""
-    n = len(columns[schema.PATH])
-    valid = np.zeros(n, dtype=bool)
-    valid[kept] = True
-    channels = spec.channels
-    block = np.stack(pixels).reshape(len(kept), -1) if pixels else np.zeros((0, spec.nbytes), np.uint8)
-    validity = pa.array(valid).buffers()[1]
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(valid * spec.nbytes, out=offsets[1:])
-    pixel_column = pa.Array.from_buffers(
-        pa.binary(), n, [validity, pa.py_buffer(offsets), pa.py_buffer(block)], null_count=n - len(kept)
-    )
-    per_channel = block.reshape(len(kept), spec.height * spec.width, channels)
-    sums = per_channel.sum(axis=1, dtype=np.int64)
-    squares = _SQUARES[per_channel].sum(axis=1, dtype=np.int64)
-    arrays = {schema.PIXELS: pixel_column}
-    for c, (sum_name, sumsq_name) in enumerate(zip(schema.PIXEL_SUMS, schema.PIXEL_SUMSQS, strict=True)):
-        for name, values in ((sum_name, sums), (sumsq_name, squares)):
-            column = np.zeros(n, dtype=np.int64)
-            if c < channels:
-                column[kept] = values[:, c]
-            arrays[name] = pa.array(column, mask=~valid if c < channels else np.ones(n, dtype=bool))
-    parts = np.zeros(n, dtype=np.uint64)
-    paths, digests = columns[schema.PATH], columns[schema.CONTENT_HASH]
-    parts[kept] = [hash_part(paths[i], digests[i]) for i in kept]
-    arrays[schema.HASH_PART_HI] = pa.array((parts >> np.uint64(32)).astype(np.int64), mask=~valid)
-    arrays[schema.HASH_PART_LO] = pa.array((parts & np.uint64(0xFFFFFFFF)).astype(np.int64), mask=~valid)
-    for name in _ROW_COLUMNS:
-        arrays[name] = pa.array(columns[name], type=_DECODED.field(name).type)
-    return pa.RecordBatch.from_arrays([arrays[name] for name in _DECODED.names], schema=_DECODED)
-
-
-def decode_record(
-    rel_path: str,
-    content: bytes | None,
-    params: IngestParams,
-    size: int | None = None,
-    missing: tuple[str, str] = (images.UNREADABLE, "the file could not be read"),
-) -> tuple:
-    """One row of DECODED_SCHEMA (a tuple in its column order) for one file: ``decode_files`` of one.
-
-    ``content`` None means the bytes were not read; ``missing`` gives the reason.
-    """
-    (batch,) = decode_files([(rel_path, content, size, missing)], params)
-    return tuple(column[0].as_py() for column in batch.columns)
-
-
-def decode_batches(
-    batches: Iterable[pa.RecordBatch],
-    drop_path: str,
-    params: IngestParams,
-    missing: tuple[str, str] = (images.UNREADABLE, "the file could not be read"),
-    local_read: bool = False,
-) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body over Spark's listing: binaryFile batches (path, length[, content]) -> DECODED.
-
-    ``local_read``: the batch has no content and the files are on a local filesystem: each is
-    read here (``read_file``). Otherwise, without a ``content`` column every file is rejected
-    with ``missing`` (files refused from the listing).
-    """
-    for batch in batches:
-        uris = batch.column("path").to_pylist()
-        names = batch.schema.names
-        sizes = batch.column("length").to_pylist() if "length" in names else [None] * len(uris)
-        if "content" in names:
-            contents = batch.column("content").to_pylist()
-            records = (
-                (relative_path(uri, drop_path), content, size, missing)
-                for uri, size, content in zip(uris, sizes, contents, strict=True)
-            )
-        elif local_read:
-            records = (
-                (relative_path(uri, drop_path), *read_file(uri_to_path(uri), params.max_file_bytes)) for uri in uris
-            )
-        else:
-            records = (
-                (relative_path(uri, drop_path), None, size, missing) for uri, size in zip(uris, sizes, strict=True)
-            )
-        yield from decode_files(records, params)
-
-
-def decode_local(batches: Iterable[pa.RecordBatch], drop_path: str, params: IngestParams) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body for file:// drops: relative paths (``path``) -> DECODED, each file read here."""
-
-    def records(rel_paths: list[str]):
-        for rel_path in rel_paths:
-            content, size, reason = read_file(os.path.join(drop_path, rel_path), params.max_file_bytes)
-            yield rel_path, content, size, reason
-
-    for batch in batches:
-        yield from decode_files(records(batch.column(schema.PATH).to_pylist()), params)
-
-
-def skipped_name(name: str) -> bool:
-    """Names that are not part of a drop (Spark's listing skips them too): ``.x``, ``_x``, ``x._COPYING_``."""
-    return name.startswith((".", "_")) or name.endswith("._COPYING_")
-
-
-def walk_files(drop_path: str, entry: str) -> Iterator[str]:
-    """The path (relative to the drop) of ``entry`` if it is a file, else of every file below it.
-
-    No stat per file: folders are told from files by the directory entry's type, without
-    following links to folders (no cycles); a link is listed as a file, and the reader refuses
-    it when it leads nowhere or to a folder.
-    """
-    top = os.path.join(drop_path, entry)
-    try:
-        is_dir = os.path.isdir(top) and not os.path.islink(top)
-    except OSError:
-        is_dir = False
-    if not is_dir:
-        yield entry
-        return
-    stack = [(top, entry)]
-    while stack:
-        folder, rel = stack.pop()
-        with os.scandir(folder) as entries:
-            for item in entries:
-                if skipped_name(item.name):
-                    continue
-                if item.is_dir(follow_symlinks=False):
-                    stack.append((item.path, f"{rel}/{item.name}"))
-                else:
-                    yield f"{rel}/{item.name}"
-
-
-def _listable(path: str) -> str:
-    """A path as an Arrow string: names that are not UTF-8 keep a readable, replaced spelling."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return os.fsencode(path).decode("utf-8", errors="replace")
-    return path
-
-
-def _path_batch(rel_paths: list[str]) -> pa.RecordBatch:
-    try:
-        column = pa.array(rel_paths, pa.string())
-    except (UnicodeEncodeError, pa.ArrowInvalid):
-        column = pa.array([_listable(path) for path in rel_paths], pa.string())
-    return pa.RecordBatch.from_arrays([column], names=[schema.PATH])
-
-
-def walk_batches(batches: Iterable[pa.RecordBatch], drop_path: str) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: top-level entries of a drop (``entry``) -> ``path`` of every file in them.
-
-    Batches of at most ``LISTING_BATCH`` files: a folder of millions of files streams through.
-    """
-    for batch in batches:
-        for entry in batch.column("entry").to_pylist():
-            rel_paths: list[str] = []
-            for rel_path in walk_files(drop_path, entry):
-                rel_paths.append(rel_path)
-                if len(rel_paths) >= LISTING_BATCH:
-                    yield _path_batch(rel_paths)
-                    rel_paths = []
-            if rel_paths:
-                yield _path_batch(rel_paths)
-
-
-def listing_paths(batches: Iterable[pa.RecordBatch], drop_path: str) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: percent-encoded listing URIs (``value``) -> (uri, relative path)."""
-    for batch in batches:
-        uris = batch.column("value").to_pylist()
-        rel = [relative_path(unquote(uri), drop_path) for uri in uris]
-        yield pa.RecordBatch.from_pydict({"uri": uris, schema.PATH: rel})
-
-
-# -- pure functions: statistics, labels, drift ---------------------------------------------------
-
-
-def size_bucket(height: int, width: int) -> str:
-    """Histogram bucket of an original size: the longest side rounded up to a power of two.
-
-    The definition that the statistics' Spark aggregation (``_summarizer``) computes in SQL; the
-    integration tests check the one against the other.
-    """
-    longest = max(height, width, 1)
-    return f"<={1 << (longest - 1).bit_length()}"
-
-
-def hash_part(path: str, digest: str) -> int:
-    """One accepted file's share of the dataset hash: 64 bits of sha256("<path>:<content hash>")."""
-    return int(hashlib.sha256(f"{path}:{digest}".encode()).hexdigest()[:16], 16)
-
-
-def fold_summary(rows: Iterable[dict], spec: ImageSpec) -> dict:
-    """The summary of one ingest from the rows of its one aggregation (see ``_summarizer``).
-
-    Each row is one (reason, label, size bucket, channels) group with ``files``, ``bytes``, and
-    sums of its accepted images' hash parts (HASH_PART_HI/LO) and per-channel pixel sums.
-    """
-    channels = spec.channels
-    total: dict = {"groups": {}, "sizes": {}, "in_channels": {}, "hash_sum": 0, "duplicates": 0}
-    images_n = 0
-    sums = [0] * channels
-    squares = [0] * channels
-    for row in rows:
-        reason, files = row[schema.REASON], row["files"]
-        group = total["groups"].setdefault(f"{reason or ''}|{row[schema.LABEL] or ''}", [0, 0])
-        group[0] += files
-        group[1] += row["bytes"] or 0
-        if reason is not None:
-            continue
-        images_n += files
-        bucket = f"<={row['size_edge']}"
-        total["sizes"][bucket] = total["sizes"].get(bucket, 0) + files
-        key = str(row[schema.ORIG_CHANNELS])
-        total["in_channels"][key] = total["in_channels"].get(key, 0) + files
-        total["hash_sum"] += (row[schema.HASH_PART_HI] << 32) + row[schema.HASH_PART_LO]
-        for c in range(channels):
-            sums[c] += row[schema.PIXEL_SUMS[c]]
-            squares[c] += row[schema.PIXEL_SUMSQS[c]]
-    n = images_n * spec.height * spec.width
-    total["channel_mean"] = [round(s / n, 4) if n else None for s in sums]
-    total["channel_std"] = [
-        round(math.sqrt(max(q / n - (s / n) ** 2, 0.0)), 4) if n else None for s, q in zip(sums, squares, strict=True)
-    ]
-    return total
-
-
-def assign_label_indices(labels: Iterable[str], previous: dict[str, int] | None) -> dict[str, int]:
-    """Label -> index, keeping every earlier version's indices; new labels append in sorted order."""
-    mapping = dict(previous or {})
-    for label in sorted(set(labels) - set(mapping)):
-        mapping[label] = len(mapping)
-    return mapping
-
-
-def label_drift(previous: dict[str, int] | None, current: dict[str, int], threshold: float) -> dict | None:
-    """Label-distribution drift against the previous version: total variation distance.
-
-    TV = 1/2 * sum |p(label) - q(label)| over the union of labels: 0 = same shares, 1 = disjoint.
-    """
-    if not previous:
-        return None
-    prev_n, cur_n = sum(previous.values()), sum(current.values())
-    labels = sorted(set(previous) | set(current))
-    shares = {
-        label: {
-            "previous": round(previous.get(label, 0) / prev_n, 6) if prev_n else 0.0,
-            "current": round(current.get(label, 0) / cur_n, 6) if cur_n else 0.0,
-        }
-        for label in labels
-    }
-    tv = 0.5 * sum(abs(s["previous"] - s["current"]) for s in shares.values())
-    return {
-        "metric": "total_variation",
-        "value": round(tv, 6),
-        "threshold": threshold,
-        "exceeded": tv > threshold,
-        "new_labels": sorted(set(current) - set(previous)),
-        "missing_labels": sorted(set(previous) - set(current)),
-        "shares": shares,
-    }
-
-
-def output_partitions(rows: int, row_bytes: int, target_mb: int) -> int:
-    """How many Parquet files for ``rows`` rows of about ``row_bytes`` each: sized by bytes."""
-    return max(1, math.ceil(rows * row_bytes / (target_mb * 1024 * 1024)))
-
-
-def build_manifest(
-    summary: dict, found: int, found_bytes: int | None, paths: DatasetPaths, params: IngestParams
-) -> dict:
-    """Counts, reasons, sizes and statistics of one ingest; checks accepted + rejected == found."""
-    accepted = rejected = accepted_bytes = 0
-    by_reason: dict[str, int] = {}
-    per_label: dict[str, int] = {}
-    rejected_per_label: dict[str, int] = {}
-    total_bytes = 0
-    for key, (n, nbytes) in summary["groups"].items():
-        reason, label = key.split("|", 1)
-        total_bytes += nbytes
-        if reason:
-            rejected += n
-            by_reason[reason] = by_reason.get(reason, 0) + n
-            rejected_per_label[label or "(none)"] = rejected_per_label.get(label or "(none)", 0) + n
-        else:
-            accepted += n
-            accepted_bytes += nbytes
-            per_label[label] = per_label.get(label, 0) + n
-    if found == 0:
-        raise RuntimeError(f"ingest found no files in {paths.raw}")
-    if accepted + rejected != found:
-        raise AccountingError(f"accounting error: {accepted} accepted + {rejected} rejected != {found} files found")
-    return {
-        "dataset": paths.dataset,
-        "version": paths.version,
-        "source": paths.raw,
-        "image_shape": list(params.spec.shape),
-        "params": {**asdict(params), "spec": str(params.spec)},
-        "files_found": found,
-        "accepted": accepted,
-        "rejected": rejected,
-        "invariant": f"accepted + rejected == files_found: {accepted} + {rejected} == {found}",
-        "rejected_share": round(rejected / found, 6),
-        "rejected_by_reason": dict(sorted(by_reason.items())),
-        "rejected_per_label": dict(sorted(rejected_per_label.items())),
-        "duplicates_flagged": summary["duplicates"],
-        "per_label": dict(sorted(per_label.items())),
-        "bytes": found_bytes if found_bytes is not None else total_bytes,
-        "bytes_accepted": accepted_bytes,
-        "orig_size_histogram": dict(sorted(summary["sizes"].items(), key=lambda kv: int(kv[0][2:]))),
-        "orig_channels_histogram": dict(sorted(summary["in_channels"].items())),
-        "channel_mean": summary["channel_mean"],
-        "channel_std": summary["channel_std"],
-    }
-
-
-def dataset_hash(hash_sum: int, params: IngestParams, label_index: dict[str, int]) -> str:
-    """The dataset's content hash: every accepted (path, file hash), the conversion and the labels.
-
-    Order-independent (a sum over files), so it does not depend on partitioning or listing order.
-    """
-    text = json.dumps(
-        [f"{hash_sum:x}", str(params.spec), params.resize_policy, params.alpha_background, label_index],
-        sort_keys=True,
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-# -- Spark -----------------------------------------------------------------------------------------
-
-
-@contextmanager
-def session_conf(spark, conf: dict[str, str]) -> Iterator[None]:
-    """Set SQL confs for the block and restore them after (the session may be shared)."""
-    old = {key: spark.conf.get(key, None) for key in conf}
-    for key, value in conf.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in old.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
+    exit_code = 1
 
 
 def ingest_conf(spark) -> dict[str, str]:
@@ -619,7 +109,7 @@ def list_drop(spark, paths: DatasetPaths):
 
 def run_ingest(spark, paths: DatasetPaths, params: IngestParams) -> dict:
     """Decode the raw drop of ``paths`` into curated Parquet; return the manifest."""
-    from sparkvision.storage import HadoopFS
+    from sparkvision.platform.storage import HadoopFS
 
     started = time.monotonic()
     if not HadoopFS(spark).exists(f"{paths.raw}/{SUCCESS}"):
@@ -675,7 +165,7 @@ def ingest_local(spark, paths: DatasetPaths, params: IngestParams, started: floa
         decoded = (
             listing.repartitionByRange(decode_tasks, schema.PATH)
             .sortWithinPartitions(schema.PATH)
-            .mapInArrow(lambda it: decode_local(it, drop_path, params), from_arrow_schema(_DECODED))
+            .mapInArrow(lambda it: decode_local(it, drop_path, params), from_arrow_schema(schema.DECODED_SCHEMA))
             .persist(StorageLevel.DISK_ONLY)
         )
         return _curate(spark, decoded, found, paths, params, started, None, presorted=True)
@@ -691,7 +181,7 @@ def ingest_listed(spark, files, paths: DatasetPaths, params: IngestParams, start
 
     started = time.monotonic() if started is None else started
     drop_path = drop_dir(paths.raw)
-    decoded_type = from_arrow_schema(_DECODED)
+    decoded_type = from_arrow_schema(schema.DECODED_SCHEMA)
     found = len(files._jdf.inputFiles())  # the listing itself: no job, no file opened
     log.info("found %d files in %s (%d tasks)", found, paths.raw, files.rdd.getNumPartitions())
 
@@ -731,7 +221,7 @@ def _curate(
     """
     from pyspark.sql import functions as F
 
-    from sparkvision.storage import HadoopFS
+    from sparkvision.platform.storage import HadoopFS
 
     fs = HadoopFS(spark)
     summarize = _summarizer(params)
@@ -757,7 +247,9 @@ def _curate(
         manifest["duplicates"] = duplicates
         parent = paths.curated.rsplit("/", 1)[0]
         previous = previous_version(fs, paths)
-        previous_manifest = fs.read_json(f"{parent}/{previous}/manifest.json") if previous else {}
+        previous_manifest = (
+            fs.read_json(f"{fs.readable(f'{parent}/{previous}')}/{CURATED_MANIFEST}") if previous else {}
+        )
         previous_labels = previous_manifest.get("label_index")
         label_index = assign_label_indices(manifest["per_label"], previous_labels)
         manifest["label_index"] = label_index
@@ -773,12 +265,12 @@ def _curate(
         with fs.staged_dir(paths.curated) as tmp:
             if not failed:
                 _write_images(flagged, label_index, manifest["accepted"], params, tmp, presorted)
-                manifest["output_files"] = sum(name.endswith(".parquet") for name in fs.list(f"{tmp}/images.parquet"))
-                log.info("wrote images.parquet (%.1fs)", time.monotonic() - started)
-                fs.write_json(f"{tmp}/labels.json", label_index)
-            _write_rejects(flagged, manifest["rejected"], tmp)
+                manifest["output_files"] = sum(name.endswith(".parquet") for name in fs.list(f"{tmp}/{CURATED_IMAGES}"))
+                log.info("wrote %s (%.1fs)", CURATED_IMAGES, time.monotonic() - started)
+                fs.write_json(f"{tmp}/{CURATED_LABELS}", label_index)
+            _write_rejects(flagged, manifest["rejected"], tmp, params.target_file_mb)
             manifest["duration_s"] = round(time.monotonic() - started, 2)
-            fs.write_json(f"{tmp}/manifest.json", manifest)
+            fs.write_json(f"{tmp}/{CURATED_MANIFEST}", manifest)
             if not failed:
                 fs.touch(f"{tmp}/{SUCCESS}")
     finally:
@@ -790,7 +282,7 @@ def _curate(
             f"{manifest['rejected']} of {manifest['files_found']} files rejected "
             f"({manifest['rejected_share']:.1%} > max_rejected_share {params.max_rejected_share:.1%}): "
             f"{manifest['rejected_by_reason']}; no curated images were published; "
-            f"see {paths.curated}/rejects.parquet for paths and reasons"
+            f"see {paths.curated}/{CURATED_REJECTS} for paths and reasons"
         )
     return manifest
 
@@ -829,7 +321,7 @@ def _flag_duplicates(decoded, drop: bool):
         flagged = flagged.withColumn(
             schema.REASON, F.when(is_dup, F.lit(images.DUPLICATE)).otherwise(F.col(schema.REASON))
         )
-    return flagged.select(*_DECODED.names, schema.DUPLICATE_OF), info
+    return flagged.select(*schema.DECODED_SCHEMA.names, schema.DUPLICATE_OF), info
 
 
 def _summarizer(params: IngestParams):
@@ -920,16 +412,16 @@ def _write_images(flagged, label_index: dict[str, int], accepted: int, params: I
         n = output_partitions(accepted, params.spec.nbytes + 200, params.target_file_mb)
         rows = rows.coalesce(1) if n == 1 else rows.repartitionByRange(n, schema.PATH)
         rows = rows.sortWithinPartitions(schema.PATH)
-    rows.write.options(**PARQUET_WRITE_OPTIONS).parquet(f"{tmp}/images.parquet")
+    rows.write.options(**PARQUET_WRITE_OPTIONS).parquet(f"{tmp}/{CURATED_IMAGES}")
 
 
-def _write_rejects(flagged, rejected: int, tmp: str) -> None:
+def _write_rejects(flagged, rejected: int, tmp: str, target_file_mb: int) -> None:
     from pyspark.sql import functions as F
 
     rows = flagged.filter(F.col(schema.REASON).isNotNull()).select(*schema.REJECTS_SCHEMA.names)
-    n = output_partitions(rejected, 300, DEFAULT_TARGET_FILE_MB)
+    n = output_partitions(rejected, 300, target_file_mb)
     rows = rows.coalesce(1) if n == 1 else rows.repartitionByRange(n, schema.PATH)
-    rows.sortWithinPartitions(schema.PATH).write.parquet(f"{tmp}/rejects.parquet")
+    rows.sortWithinPartitions(schema.PATH).write.parquet(f"{tmp}/{CURATED_REJECTS}")
 
 
 def _log_manifest(manifest: dict, params: IngestParams) -> None:

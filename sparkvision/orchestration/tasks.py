@@ -1,28 +1,33 @@
-"""Airflow glue shared by the DAGs: artifact sensors, spark-submit tasks and small reads.
+"""Operators of the DAGs: artifact sensors and spark-submit tasks, configured from the settings.
 
-Light to import (no TensorFlow, no Spark): DAG files import it at parse time. Hooks are created
-inside the functions that run in a task, never at import.
+Every task gets the run config's URI from the ``resolve`` task's XCom (``RUN_CONFIG``): the Spark
+jobs as ``--run-config URI``, the sensors through the ``artifact`` macro of their path template.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
-from sparkvision import settings
-from sparkvision.layout import is_hdfs, uri_path
-from sparkvision.storage import CLOSE_RETRY_DELAY_KEY
+from sparkvision.platform import settings
+from sparkvision.platform.layout import is_hdfs
+from sparkvision.platform.storage import CLOSE_RETRY_DELAY_KEY
+
+#: The run config's URI (what the ``resolve`` task returned) as a Jinja expression, and as a template.
+RUN_CONFIG_EXPR = "ti.xcom_pull(task_ids='resolve')"
+RUN_CONFIG = f"{{{{ {RUN_CONFIG_EXPR} }}}}"
 
 
-def xcom(task_id: str, key: str) -> str:
-    """A Jinja template for one field of a task's returned dict, e.g. the resolved version."""
-    return f"{{{{ ti.xcom_pull(task_ids='{task_id}')['{key}'] }}}}"
+def dag_macros() -> dict[str, Any]:
+    """The DAG's ``user_defined_macros``: ``artifact(run_config_uri, name)`` for sensor paths."""
+    from sparkvision.orchestration.runs import artifact_path
+
+    return {"artifact": artifact_path}
 
 
-def artifact_sensor(task_id: str, root: str, relative: str, **kwargs: Any):
-    """Wait for ``<root>/<relative>`` (templated): WebHdfsSensor on HDFS, FileSensor on file://."""
-    path = f"{uri_path(root).rstrip('/')}/{relative}"
+def artifact_sensor(task_id: str, root: str, artifact: str, **kwargs: Any):
+    """Wait for the ``_SUCCESS`` of one of the run's artifacts: WebHdfsSensor on HDFS, FileSensor on file://."""
+    path = f"{{{{ artifact({RUN_CONFIG_EXPR}, {artifact!r}) }}}}"
     common = {
         "poke_interval": settings.sensor_poke_seconds(),
         "timeout": settings.sensor_timeout_seconds(),
@@ -38,8 +43,8 @@ def artifact_sensor(task_id: str, root: str, relative: str, **kwargs: Any):
     return FileSensor(task_id=task_id, filepath=path, fs_conn_id=settings.fs_conn_id(), **common)
 
 
-def spark_job(task_id: str, job: str, args: list[str], **kwargs: Any):
-    """A SparkSubmitOperator running ``spark_jobs/<job>.py``; master etc. come from the connection."""
+def spark_job(task_id: str, job: str, **kwargs: Any):
+    """A SparkSubmitOperator running ``spark_jobs/<job>.py --run-config <URI>`` (master: the connection)."""
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
     conf = {
@@ -51,27 +56,10 @@ def spark_job(task_id: str, job: str, args: list[str], **kwargs: Any):
     return SparkSubmitOperator(
         task_id=task_id,
         application=str(settings.spark_jobs_dir() / f"{job}.py"),
-        application_args=args,
+        application_args=["--run-config", RUN_CONFIG],
         conn_id=settings.spark_conn_id(),
         name=f"sparkvision-{job}",
         conf=conf,
         execution_timeout=kwargs.pop("execution_timeout", timedelta(hours=6)),
         **kwargs,
     )
-
-
-def read_text(uri: str) -> str:
-    """Read a small text file from the root: through the WebHDFS connection on HDFS, else locally."""
-    if is_hdfs(uri):
-        from airflow.providers.apache.hdfs.hooks.webhdfs import WebHDFSHook
-
-        client = WebHDFSHook(settings.webhdfs_conn_id()).get_conn()
-        with client.read(uri_path(uri)) as reader:
-            return reader.read().decode("utf-8")
-    with open(uri_path(uri)) as handle:
-        return handle.read()
-
-
-def read_json(uri: str) -> Any:
-    """Read a small JSON file from the root (see read_text)."""
-    return json.loads(read_text(uri))

@@ -1,9 +1,6 @@
-"""Column names, table schemas and the image shape: named once, imported everywhere."""
+"""Column names and Arrow schemas of the tables the stages hand each other: named once."""
 
 from __future__ import annotations
-
-import re
-from dataclasses import dataclass
 
 import pyarrow as pa
 
@@ -74,37 +71,3 @@ DECODED_SCHEMA = pa.schema(
     ]
 )
 TENSOR_SCHEMA = pa.schema([(ID, pa.string()), (LABEL_INDEX, pa.int32()), (PIXELS, pa.binary())])
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """The fixed shape every curated image is converted to."""
-
-    height: int = 28
-    width: int = 28
-    channels: int = 1
-
-    def __post_init__(self) -> None:
-        if not (1 <= self.height <= 4096 and 1 <= self.width <= 4096):
-            raise ValueError(f"image size {self.height}x{self.width} outside 1..4096")
-        if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 (grayscale) or 3 (colour), got {self.channels}")
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return (self.height, self.width, self.channels)
-
-    @property
-    def nbytes(self) -> int:
-        return self.height * self.width * self.channels
-
-    def __str__(self) -> str:
-        return f"{self.height}x{self.width}x{self.channels}"
-
-    @classmethod
-    def parse(cls, text: str) -> ImageSpec:
-        """Parse ``HxWxC`` (e.g. ``28x28x1``, ``64x64x3``)."""
-        match = re.fullmatch(r"(\d+)x(\d+)x(\d+)", text.strip())
-        if not match:
-            raise ValueError(f"image shape {text!r} is not HEIGHTxWIDTHxCHANNELS, e.g. 28x28x1")
-        return cls(*(int(part) for part in match.groups()))

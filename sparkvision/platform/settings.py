@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 #: The repository checkout (dags/, spark_jobs/ and sparkvision/ live under it).
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 #: The embedded default root: a folder under the repository that git ignores.
 DEFAULT_ROOT = (PROJECT_DIR / "data").as_uri()

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from sparkvision.platform.layout import is_hdfs, uri_path
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +98,19 @@ class HadoopFS:
         self.write_bytes(uri, b"")
 
     def rename(self, src: str, dst: str, overwrite: bool = False) -> None:
-        """Rename ``src`` to exactly ``dst``.
+        """Rename ``src`` to exactly ``dst``, atomically.
 
         Unlike ``FileSystem.rename`` this never moves ``src`` *into* an existing directory: with
         ``overwrite=False`` it raises FileExistsError when ``dst`` exists (the atomic claim that a
-        publish relies on); with ``overwrite=True`` it replaces a file or an empty directory.
+        publish relies on); with ``overwrite=True`` it replaces a file in one step (HDFS: the
+        NameNode's rename with OVERWRITE; local: rename(2), where Hadoop's local filesystem would
+        delete the file first).
         """
+        if overwrite and not is_hdfs(dst):
+            if self.is_dir(dst):
+                raise IsADirectoryError(dst)
+            os.replace(uri_path(src), uri_path(dst))  # Hadoop's local rename refuses an existing file
+            return
         rename_options = self._jvm.org.apache.hadoop.fs.Options.Rename
         option = rename_options.OVERWRITE if overwrite else rename_options.NONE
         options = self._jvm.java.lang.reflect.Array.newInstance(rename_options._java_lang_class, 1)
@@ -112,6 +122,20 @@ class HadoopFS:
             if "FileAlreadyExistsException" in str(exc):
                 raise FileExistsError(dst) from exc
             raise
+
+    def commit_new(self, uri: str, data: bytes) -> str:
+        """Write an immutable file once (content-addressed: an existing ``uri`` holds the same bytes)."""
+        if self.exists(uri):
+            return uri
+        parent, name = uri.rsplit("/", 1)
+        self.mkdirs(parent)
+        tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
+        self.write_bytes(tmp, data)
+        try:
+            self.rename(tmp, uri)
+        except FileExistsError:
+            self.delete(tmp)  # another writer committed the same content first
+        return uri
 
     def copy(self, src: str, dst: str) -> None:
         """Copy a file or directory tree to ``dst`` (possibly across filesystems)."""
@@ -146,12 +170,13 @@ class HadoopFS:
 
     @contextmanager
     def staged_dir(self, final: str) -> Iterator[str]:
-        """Yield a hidden temporary sibling of ``final``; on success, replace ``final`` by it.
+        """Yield a hidden temporary sibling of ``final``; on success, ``commit`` it as ``final``.
 
         A job killed inside the block leaves only a ``.<name>.<id>.tmp`` folder that no reader
-        looks at and the next run removes; ``final`` is either the old or the new content.
+        looks at and the next commit of ``final`` removes.
         """
         parent, name = final.rsplit("/", 1)
+        self.recover(final)
         for stale in self.list(parent):
             if stale.startswith(f".{name}.") and stale.endswith(".tmp"):
                 log.info("removing leftover %s/%s of an interrupted run", parent, stale)
@@ -163,6 +188,45 @@ class HadoopFS:
         except BaseException:
             self.delete(tmp)
             raise
+        self.commit(tmp, final)
+
+    @staticmethod
+    def previous_of(final: str) -> str:
+        """Where ``commit`` keeps the old output of ``final`` between its two renames."""
+        parent, name = final.rsplit("/", 1)
+        return f"{parent}/.{name}.previous"
+
+    def commit(self, staged: str, final: str) -> None:
+        """Replace ``final`` (a file or folder, or nothing yet) by ``staged``; see ``readable``.
+
+        Three steps: (1) the old output is renamed aside to ``previous_of(final)``, (2) the new one
+        is renamed in, (3) the old one is deleted. Each rename is atomic; a kill between (1) and
+        (2) leaves the old output aside, where ``readable`` finds it and the next commit (or
+        ``recover``) puts it back. Readers thus see the old or the new output, whole, at any kill.
+        """
+        previous = self.previous_of(final)
+        self.recover(final)
         if self.exists(final):
-            self.delete(final)
-        self.rename(tmp, final)
+            self.rename(final, previous)
+        self.rename(staged, final)
+        self.delete(previous)
+
+    def recover(self, final: str) -> None:
+        """Finish a commit of ``final`` that was killed part-way (no-op when none was)."""
+        previous = self.previous_of(final)
+        if not self.exists(previous):
+            return
+        if self.exists(final):
+            log.info("%s: the new output was committed; removing the old one kept aside", final)
+            self.delete(previous)
+        else:
+            log.warning("%s: a commit was killed between its renames; restoring the old output", final)
+            self.rename(previous, final)
+
+    def readable(self, final: str) -> str:
+        """The URI where ``final``'s complete output is: ``final``, or, after a commit killed
+        between its two renames (until the next commit recovers), the old output kept aside."""
+        if self.exists(final):
+            return final
+        previous = self.previous_of(final)
+        return previous if self.exists(previous) else final

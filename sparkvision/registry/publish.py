@@ -25,16 +25,27 @@ import subprocess
 import time
 import uuid
 
-from sparkvision.evaluate import EVALUATION_DIR, METRICS_FILE
-from sparkvision.layout import SUCCESS, ModelPaths
-from sparkvision.settings import PROJECT_DIR
-from sparkvision.train import EXPORT_DIR, MODEL_FILE, PARAMS_FILE
+from sparkvision.platform.catalog import latest_version, published_versions
+from sparkvision.platform.layout import (
+    EVAL_CONFUSION_PLOT,
+    EVAL_CURVES_PLOT,
+    EVAL_FILES,
+    EVAL_METRICS,
+    MODEL_FILE,
+    RUN_EXPORT,
+    RUN_PARAMS,
+    RUN_PUBLISH_CLAIM,
+    RUN_PUBLISHED,
+    SAVED_MODEL,
+    SUCCESS,
+    VERSION_CARD,
+    VERSION_LINEAGE,
+    ModelPaths,
+)
+from sparkvision.platform.settings import PROJECT_DIR
 
 log = logging.getLogger(__name__)
 
-LINEAGE_FILE = "lineage.json"
-PUBLISHED_FILE = "published.json"  # in the run directory: what publishing this run gave
-CLAIM_FILE = ".publish-claim"  # in the run directory, while a publisher works on the run
 #: A claim older than this whose publisher is gone is taken over (a publisher killed mid-way).
 STALE_CLAIM_SECONDS = 600
 PACKAGES = (
@@ -51,19 +62,9 @@ PACKAGES = (
 
 
 class NotBlessedError(RuntimeError):
-    """The run's evaluation did not bless it; it stays in runs/ and is not published."""
+    """The run's evaluation did not bless it; it stays in runs/ and is not published (exit status 3)."""
 
-
-def published_versions(fs, model_paths: ModelPaths) -> list[int]:
-    """The integer versions present under models/<model>/, ascending."""
-    return sorted(int(name) for name in fs.list(model_paths.published) if name.isdigit())
-
-
-def latest_version(fs, model_paths: ModelPaths) -> int | None:
-    """The version LATEST points at, or None when nothing is published."""
-    if not fs.exists(model_paths.latest_pointer):
-        return None
-    return int(fs.read_text(model_paths.latest_pointer).strip())
+    exit_code = 3
 
 
 def set_latest(fs, model_paths: ModelPaths, version: int) -> None:
@@ -127,16 +128,19 @@ output class probabilities), or load `model.keras` with Keras.
 |---|---|---|---|---|
 {per_class}
 
-![training curves](training_curves.png)
-![confusion matrix](confusion_matrix.png)
+![training curves]({EVAL_CURVES_PLOT})
+![confusion matrix]({EVAL_CONFUSION_PLOT})
 """
 
 
-def find_published(fs, model_paths: ModelPaths, run_id: str) -> int | None:
-    """The version that holds run ``run_id``, or None."""
+def find_published(fs, model_paths: ModelPaths, run_id: str, content_hash: str) -> int | None:
+    """The version that holds run ``run_id`` trained on ``content_hash``, or None."""
     for version in published_versions(fs, model_paths):
-        lineage_uri = f"{model_paths.version(version)}/{LINEAGE_FILE}"
-        if fs.exists(lineage_uri) and fs.read_json(lineage_uri).get("run_id") == run_id:
+        lineage_uri = f"{model_paths.version(version)}/{VERSION_LINEAGE}"
+        if not fs.exists(lineage_uri):
+            continue
+        lineage = fs.read_json(lineage_uri)
+        if lineage.get("run_id") == run_id and lineage.get("curated_content_hash") == content_hash:
             return version
     return None
 
@@ -149,16 +153,17 @@ def publish(
     Raises NotBlessedError when the run's evaluation did not bless it.
     """
     run_uri = model_paths.run(run_id)
-    evaluation = f"{run_uri}/{EVALUATION_DIR}"
+    evaluation = fs.readable(model_paths.evaluation(run_id))
     if not fs.exists(f"{evaluation}/{SUCCESS}"):
         raise FileNotFoundError(f"run {run_id} has no finished evaluation at {evaluation}")
-    metrics = fs.read_json(f"{evaluation}/{METRICS_FILE}")
+    metrics = fs.read_json(f"{evaluation}/{EVAL_METRICS}")
+    content_hash = fs.read_json(f"{run_uri}/{RUN_PARAMS}")["curated_content_hash"]
     if not metrics["blessed"]:
         raise NotBlessedError(f"run {run_id} is not blessed ({metrics['reason']}); it stays in {run_uri}")
     fs.mkdirs(model_paths.published)
     deadline = time.monotonic() + wait_seconds
     while True:
-        version = find_published(fs, model_paths, run_id)
+        version = find_published(fs, model_paths, run_id, content_hash)
         if version is not None:
             reason = f"run {run_id} is already published as version {version}; no new version"
             log.info(reason)
@@ -170,11 +175,11 @@ def publish(
         time.sleep(0.5)  # another publisher is publishing this very run: wait for its version
     try:
         # The claim is ours; a publisher that held it before may have finished in between.
-        version = find_published(fs, model_paths, run_id)
+        version = find_published(fs, model_paths, run_id, content_hash)
         if version is not None:
             reason = f"run {run_id} is already published as version {version}; no new version"
             return _record(fs, model_paths, run_id, version, False, reason, metrics)
-        version, previous = _publish_new(fs, model_paths, run_id, run_uri, metrics, airflow_run_id)
+        version, previous = _publish_new(fs, model_paths, run_id, evaluation, metrics, airflow_run_id)
     finally:
         fs.delete(_claim_uri(model_paths, run_id))
     reason = f"new run {run_id} (test accuracy {metrics['accuracy']:.4f}); " + (
@@ -185,7 +190,7 @@ def publish(
 
 
 def _claim_uri(model_paths: ModelPaths, run_id: str) -> str:
-    return f"{model_paths.run(run_id)}/{CLAIM_FILE}"
+    return f"{model_paths.run(run_id)}/{RUN_PUBLISH_CLAIM}"
 
 
 def _claim(fs, model_paths: ModelPaths, run_id: str) -> bool:
@@ -231,21 +236,21 @@ def _record(fs, model_paths: ModelPaths, run_id: str, version: int, new: bool, r
         "reason": reason,
         "test_accuracy": metrics["accuracy"],
     }
-    fs.write_json(f"{model_paths.run(run_id)}/{PUBLISHED_FILE}", result)
+    fs.write_json(f"{model_paths.run(run_id)}/{RUN_PUBLISHED}", result)
     return result
 
 
 def _publish_new(
-    fs, model_paths: ModelPaths, run_id: str, run_uri: str, metrics: dict, airflow_run_id: str | None
+    fs, model_paths: ModelPaths, run_id: str, evaluation: str, metrics: dict, airflow_run_id: str | None
 ) -> tuple[int, int | None]:
     """Stage the version in a hidden folder, claim the next free integer by rename, then LATEST."""
-    evaluation = f"{run_uri}/{EVALUATION_DIR}"
-    train_params = fs.read_json(f"{run_uri}/{PARAMS_FILE}")
+    run_uri = model_paths.run(run_id)
+    train_params = fs.read_json(f"{run_uri}/{RUN_PARAMS}")
     staging = f"{model_paths.published}/.publish-{uuid.uuid4().hex}.tmp"
     try:
-        fs.copy(f"{run_uri}/{EXPORT_DIR}", staging)  # saved_model.pb, variables/, assets/
+        fs.copy(f"{run_uri}/{RUN_EXPORT}", staging)  # saved_model.pb, variables/, assets/
         fs.copy(f"{run_uri}/{MODEL_FILE}", f"{staging}/{MODEL_FILE}")
-        for name in (METRICS_FILE, "confusion_matrix.png", "training_curves.png", "report.html"):
+        for name in EVAL_FILES:
             fs.copy(f"{evaluation}/{name}", f"{staging}/{name}")
         previous = latest_version(fs, model_paths)
         lineage = {
@@ -266,9 +271,9 @@ def _publish_new(
         }
         version = (published_versions(fs, model_paths) or [0])[-1] + 1
         while True:
-            fs.write_json(f"{staging}/{LINEAGE_FILE}", {**lineage, "version": version})
+            fs.write_json(f"{staging}/{VERSION_LINEAGE}", {**lineage, "version": version})
             fs.write_atomic(
-                f"{staging}/model_card.md", model_card(model_paths.model, version, metrics, lineage).encode()
+                f"{staging}/{VERSION_CARD}", model_card(model_paths.model, version, metrics, lineage).encode()
             )
             try:
                 fs.rename(staging, model_paths.version(version))  # the atomic claim of the version
@@ -302,7 +307,7 @@ def fetch_version(fs, model_paths: ModelPaths, local_dir: str, version: int | No
         if version is None:
             raise FileNotFoundError(f"{model_paths.model} has no published version")
     source = model_paths.version(version)
-    if not fs.exists(f"{source}/saved_model.pb"):
+    if not fs.exists(f"{source}/{SAVED_MODEL}"):
         raise FileNotFoundError(f"no published version {version} at {source}")
     target = f"{local_dir.rstrip('/')}/{version}"
     fs.copy_to_local(source, target)

@@ -12,16 +12,16 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-from sparkvision.params import ARCHITECTURES
+from sparkvision.config.params import TrainParams
 
 
 def preprocessing(
     inputs,
     channels: int,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    augment: bool = False,
-    seed: int | None = None,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    augment: bool,
+    seed: int | None,
 ):
     """uint8 pixels -> standardised floats (per channel), then optional training-only augmentation."""
     if mean is not None and std is not None:
@@ -41,10 +41,10 @@ def preprocessing(
 def build_reference_cnn(
     input_shape: tuple[int, int, int],
     num_classes: int,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    augment: bool = False,
-    seed: int | None = None,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    augment: bool,
+    seed: int | None,
 ) -> keras.Model:
     """The original design's CNN: 2 conv + 2 dense (421,642 parameters on 28x28x1, 10 classes)."""
     inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
@@ -68,10 +68,10 @@ def _conv_bn_relu(x, filters: int):
 def build_stronger_cnn(
     input_shape: tuple[int, int, int],
     num_classes: int,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    augment: bool = False,
-    seed: int | None = None,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    augment: bool,
+    seed: int | None,
 ) -> keras.Model:
     """The default: a VGG-style CNN with batch normalisation and dropout.
 
@@ -98,30 +98,26 @@ BUILDERS = {"reference": build_reference_cnn, "stronger": build_stronger_cnn}
 
 
 def build_model(
-    architecture: str,
+    params: TrainParams,
     input_shape: tuple[int, int, int],
     num_classes: int,
-    learning_rate: float = 1e-3,
     *,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
-    augment: bool = False,
     decay_steps: int = 0,
-    seed: int | None = None,
 ) -> keras.Model:
-    """Build and compile one of ARCHITECTURES.
+    """Build and compile ``params.architecture`` with its learning rate, augmentation and seed.
 
-    With ``decay_steps`` > 0 the learning rate follows a cosine from ``learning_rate`` down to 1%
+    ``mean``/``std``: the train split's per-channel statistics (None: pixels / 255). With
+    ``decay_steps`` > 0 the learning rate follows a cosine from ``params.learning_rate`` down to 1%
     of it over that many steps; the step count lives in the optimizer, so a resumed run continues
     the schedule where it stopped.
     """
-    if architecture not in BUILDERS:
-        raise ValueError(f"unknown architecture {architecture!r}; expected one of {ARCHITECTURES}")
-    model = BUILDERS[architecture](input_shape, num_classes, mean=mean, std=std, augment=augment, seed=seed)
+    model = BUILDERS[params.architecture](input_shape, num_classes, mean, std, params.augment, params.seed)
     schedule = (
-        keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps, alpha=0.01)
+        keras.optimizers.schedules.CosineDecay(params.learning_rate, decay_steps, alpha=0.01)
         if decay_steps > 0
-        else learning_rate
+        else params.learning_rate
     )
     model.compile(
         optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"]

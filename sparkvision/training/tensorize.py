@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
-from sparkvision import schema
-from sparkvision.layout import SPLITS, SUCCESS, DatasetPaths
+from sparkvision.config.params import SplitParams
+from sparkvision.config.runconfig import RunConfig, check_fingerprint
+from sparkvision.platform import schema
+from sparkvision.platform.layout import CURATED_IMAGES, CURATED_MANIFEST, SPLITS, SUCCESS, TENSOR_STATS
 
 log = logging.getLogger(__name__)
 
@@ -24,19 +26,6 @@ BUCKETS = 10_000
 ROWS_PER_ROW_GROUP = 4096
 #: Rows per output file of a split.
 ROWS_PER_FILE = 200_000
-
-
-@dataclass(frozen=True)
-class SplitParams:
-    validation_share: float = 0.1
-    #: Share of the images without a source split that go to test (Fashion-MNIST has its own).
-    test_share: float = 0.1
-
-    def __post_init__(self) -> None:
-        if not (
-            0 <= self.validation_share < 1 and 0 <= self.test_share < 1 and self.validation_share + self.test_share < 1
-        ):
-            raise ValueError("validation_share and test_share must be in [0, 1) and sum below 1")
 
 
 def hash_bucket(content_hash: str) -> int:
@@ -56,24 +45,27 @@ def assign_split(content_hash: str, source_split: str | None, params: SplitParam
     return "train"
 
 
-def run_tensorize(spark, paths: DatasetPaths, params: SplitParams) -> dict:
+def run_tensorize(spark, config: RunConfig) -> dict:
     """Write tensors/<dataset>/<version>/<split>/ and stats.json; return the stats."""
     import math
 
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    from sparkvision.storage import HadoopFS
+    from sparkvision.platform.storage import HadoopFS
 
     started = time.monotonic()
+    paths, params = config.paths, config.split
     fs = HadoopFS(spark)
-    if not fs.exists(f"{paths.curated}/{SUCCESS}"):
+    curated = fs.readable(paths.curated)
+    if not fs.exists(f"{curated}/{SUCCESS}"):
         raise FileNotFoundError(f"no complete curated dataset at {paths.curated} (no {SUCCESS})")
-    manifest = fs.read_json(f"{paths.curated}/manifest.json")
+    manifest = fs.read_json(f"{curated}/{CURATED_MANIFEST}")
+    check_fingerprint(manifest, config.ingest_fingerprint, "curated images", paths.curated)
     height, width, channels = manifest["image_shape"]
     split_udf = F.udf(lambda h, s: assign_split(h, s, params), T.StringType())
     images = (
-        spark.read.parquet(f"{paths.curated}/images.parquet")
+        spark.read.parquet(f"{curated}/{CURATED_IMAGES}")
         .withColumn(schema.SPLIT, split_udf(schema.CONTENT_HASH, schema.SOURCE_SPLIT))
         .persist()
     )
@@ -108,6 +100,7 @@ def run_tensorize(spark, paths: DatasetPaths, params: SplitParams) -> dict:
                 "dataset": paths.dataset,
                 "version": paths.version,
                 "curated_content_hash": manifest["content_hash"],
+                "fingerprint": config.tensors_fingerprint,
                 "image_shape": [height, width, channels],
                 "num_classes": len(manifest["label_index"]),
                 "label_index": manifest["label_index"],
@@ -118,7 +111,7 @@ def run_tensorize(spark, paths: DatasetPaths, params: SplitParams) -> dict:
                 "params": asdict(params),
                 "duration_s": round(time.monotonic() - started, 2),
             }
-            fs.write_json(f"{tmp}/stats.json", stats)
+            fs.write_json(f"{tmp}/{TENSOR_STATS}", stats)
             fs.touch(f"{tmp}/{SUCCESS}")
     finally:
         images.unpersist()

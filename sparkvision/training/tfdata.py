@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sparkvision import schema
+from sparkvision.platform import schema
 
 
 def shard_files(split_dir: str | Path) -> list[Path]:
@@ -45,7 +45,7 @@ def pixels_to_array(column: pa.Array | pa.ChunkedArray, shape: tuple[int, int, i
 
 
 def iter_chunks(
-    files: list[Path], shape: tuple[int, int, int], seed: int | None = None
+    files: list[Path], shape: tuple[int, int, int], seed: int | None
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(images, labels), one Parquet row group at a time; files and groups in random order when seeded."""
     rng = np.random.default_rng(seed) if seed is not None else None
@@ -67,7 +67,7 @@ def iter_chunks(
 
 
 def iter_batches(
-    chunks: Iterator[tuple[np.ndarray, np.ndarray]], batch_size: int, shuffle_buffer: int = 0, seed: int = 0
+    chunks: Iterator[tuple[np.ndarray, np.ndarray]], batch_size: int, shuffle_buffer: int, seed: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Whole batches from row-group chunks, rows shuffled through a pool of about ``shuffle_buffer``.
 
@@ -108,8 +108,9 @@ def make_dataset(
     split_dir: str | Path | list[Path],
     shape: tuple[int, int, int],
     batch_size: int,
-    shuffle_buffer: int = 0,
-    seed: int = 0,
+    *,
+    shuffle_buffer: int,
+    seed: int,
     first_epoch: int = 0,
 ):
     """A tf.data.Dataset of (uint8 images, int32 labels) batches streamed from Parquet.

@@ -28,18 +28,24 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from sparkvision.layout import SUCCESS, DatasetPaths, ModelPaths, is_hdfs, uri_path
-from sparkvision.params import TrainParams, run_id
+from sparkvision.config.params import TrainParams
+from sparkvision.config.runconfig import RunConfig, check_fingerprint
+from sparkvision.platform.layout import (
+    MODEL_FILE,
+    RUN_BACKUP,
+    RUN_BEST_WEIGHTS,
+    RUN_EXPORT,
+    RUN_HISTORY,
+    RUN_HISTORY_CSV,
+    RUN_PARAMS,
+    SUCCESS,
+    TENSOR_STATS,
+    is_hdfs,
+    uri_path,
+)
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.keras"
-EXPORT_DIR = "export"  # SavedModel (model.export), copied into TF Serving layout on publish
-BACKUP_DIR = "backup"  # keras BackupAndRestore state: the per-epoch checkpoint
-BEST_WEIGHTS = "best.weights.h5"
-HISTORY_FILE = "history.json"
-HISTORY_CSV = "history.csv"  # one row per epoch, appended across resumes
-PARAMS_FILE = "train_params.json"
 MONITOR = "val_accuracy"
 #: Validation accuracy within this of the best counts as a tie; ties go to the later epoch.
 BEST_TOLERANCE = 0.002
@@ -72,14 +78,14 @@ class RunDir:
                 self.fs.copy_from_local(str(self.local), tmp)
 
 
-def local_tensors(fs, paths: DatasetPaths, workdir: Path) -> Path:
+def local_tensors(fs, tensors_uri: str, workdir: Path) -> Path:
     """A local folder holding the tensor shards: the root itself on file://, else a copy (on disk)."""
-    if not is_hdfs(paths.tensors):
-        return Path(uri_path(paths.tensors))
+    if not is_hdfs(tensors_uri):
+        return Path(uri_path(tensors_uri))
     target = workdir / "tensors"
     if not target.exists():
-        log.info("copying %s to %s", paths.tensors, target)
-        fs.copy_to_local(paths.tensors, str(target))
+        log.info("copying %s to %s", tensors_uri, target)
+        fs.copy_to_local(tensors_uri, str(target))
     return target
 
 
@@ -93,7 +99,7 @@ def read_history(path: Path) -> list[dict]:
 
 def resume_epoch(run_local: Path) -> int:
     """The number of epochs a previous attempt finished (0: training starts from scratch)."""
-    metadata = run_local / BACKUP_DIR / "training_metadata.json"
+    metadata = run_local / RUN_BACKUP / "training_metadata.json"
     if not metadata.exists():
         return 0
     try:
@@ -110,7 +116,7 @@ def make_callbacks(run_dir: RunDir, params: TrainParams, images_per_epoch: int, 
     """
     import keras
 
-    best_path = run_dir.local / BEST_WEIGHTS
+    best_path = run_dir.local / RUN_BEST_WEIGHTS
     spent_before = sum(float(row.get("seconds") or 0) for row in previous)
     scores = [float(row[MONITOR]) for row in previous if row.get(MONITOR)]
 
@@ -185,76 +191,108 @@ def make_callbacks(run_dir: RunDir, params: TrainParams, images_per_epoch: int, 
     # everything is on disk before Sync copies the run directory up.
     return [
         Progress(),
-        keras.callbacks.CSVLogger(str(run_dir.local / HISTORY_CSV), append=True),
+        keras.callbacks.CSVLogger(str(run_dir.local / RUN_HISTORY_CSV), append=True),
         BestAndStop(),
         keras.callbacks.BackupAndRestore(
-            str(run_dir.local / BACKUP_DIR), save_freq="epoch", delete_checkpoint=False, double_checkpoint=True
+            str(run_dir.local / RUN_BACKUP), save_freq="epoch", delete_checkpoint=False, double_checkpoint=True
         ),
         Sync(),
     ]
 
 
-def train(fs, paths: DatasetPaths, model_paths: ModelPaths, params: TrainParams) -> dict:
-    """Train (or resume, or find finished) the run of ``params`` on ``paths``; return its summary."""
+def input_record(config: RunConfig, stats: dict) -> dict:
+    """What a run was trained on and with: the run config, the tensors' identity and content."""
+    return {
+        "run_id": config.run_id,
+        "dataset": config.dataset,
+        "version": config.version,
+        "params": asdict(config.train),
+        "run_config": config.to_dict(),
+        "tensors": config.paths.tensors,
+        "tensors_fingerprint": stats["fingerprint"],
+        "curated_content_hash": stats["curated_content_hash"],
+        "counts": stats["counts"],
+    }
+
+
+def same_input(recorded: dict, expected: dict) -> bool:
+    """A run directory belongs to this run only when it was trained on the same tensors."""
+    keys = ("run_id", "tensors_fingerprint", "curated_content_hash")
+    return all(recorded.get(key) == expected[key] for key in keys)
+
+
+def set_aside_stale_run(fs, run_uri: str, recorded: dict) -> None:
+    """Move a run directory trained on other data out of the way (hidden, kept for inspection)."""
+    stale = f"{run_uri.rsplit('/', 1)[0]}/.{run_uri.rsplit('/', 1)[1]}.stale-{time.strftime('%Y%m%dT%H%M%S')}"
+    log.warning(
+        "run %s was trained on other data (curated content %s); moving it to %s and training anew",
+        run_uri,
+        recorded.get("curated_content_hash"),
+        stale,
+    )
+    fs.rename(run_uri, stale)
+
+
+def train(fs, config: RunConfig) -> dict:
+    """Train (or resume, or find finished) the run of ``config``; return its summary.
+
+    A finished run is reused, and a killed one resumed, only when it was trained on the same
+    tensors (same fingerprint and content hash); otherwise it is set aside and trained anew.
+    """
     import keras
 
-    from sparkvision import tfdata
-    from sparkvision.model import build_model
+    from sparkvision.training import tfdata
+    from sparkvision.training.model import build_model
 
-    if not fs.exists(f"{paths.tensors}/{SUCCESS}"):
+    paths, params, rid, run_uri = config.paths, config.train, config.run_id, config.run_uri
+    tensors_uri = fs.readable(paths.tensors)
+    if not fs.exists(f"{tensors_uri}/{SUCCESS}"):
         raise FileNotFoundError(f"no complete tensors at {paths.tensors} (no {SUCCESS})")
-    rid = run_id(paths.dataset, paths.version, params)
-    run_uri = model_paths.run(rid)
-    if fs.exists(f"{run_uri}/{SUCCESS}"):
-        log.info("run %s already finished; nothing to train", run_uri)
-        return {"run_id": rid, "run_uri": run_uri, **json.loads(fs.read_text(f"{run_uri}/{HISTORY_FILE}"))}
-    stats = fs.read_json(f"{paths.tensors}/stats.json")
+    stats = fs.read_json(f"{tensors_uri}/{TENSOR_STATS}")
+    check_fingerprint(stats, config.tensors_fingerprint, "tensors", paths.tensors)
+    record = input_record(config, stats)
+    if fs.exists(f"{run_uri}/{RUN_PARAMS}"):
+        recorded = fs.read_json(f"{run_uri}/{RUN_PARAMS}")
+        if not same_input(recorded, record):
+            set_aside_stale_run(fs, run_uri, recorded)
+        elif fs.exists(f"{run_uri}/{SUCCESS}"):
+            log.info("run %s already finished on the same tensors; nothing to train", run_uri)
+            return {"run_id": rid, "run_uri": run_uri, **fs.read_json(f"{run_uri}/{RUN_HISTORY}")}
     shape = tuple(stats["image_shape"])
     n_train = stats["counts"]["train"]
     if not n_train:
         raise ValueError(f"{paths.tensors} has no training images")
     with tempfile.TemporaryDirectory(prefix="sparkvision-train-") as work:
         run_dir = RunDir(fs, run_uri)
-        tensors = local_tensors(fs, paths, Path(work))
-        (run_dir.local / PARAMS_FILE).write_text(
-            json.dumps(
-                {
-                    "run_id": rid,
-                    "dataset": paths.dataset,
-                    "version": paths.version,
-                    "params": asdict(params),
-                    "tensors": paths.tensors,
-                    "curated_content_hash": stats["curated_content_hash"],
-                    "counts": stats["counts"],
-                },
-                indent=2,
-            )
-        )
+        tensors = local_tensors(fs, tensors_uri, Path(work))
+        (run_dir.local / RUN_PARAMS).write_text(json.dumps(record, indent=2, sort_keys=True))
         keras.utils.set_random_seed(params.seed)
         steps = -(-n_train // params.batch_size)
         val_ds = (
-            tfdata.make_dataset(tensors / "validation", shape, max(params.batch_size, 512))
+            tfdata.make_dataset(tensors / "validation", shape, max(params.batch_size, 512), shuffle_buffer=0, seed=0)
             if stats["counts"]["validation"]
             else None
         )
         model = build_model(
-            params.architecture,
+            params,
             shape,
             stats["num_classes"],
-            params.learning_rate,
             mean=stats.get("channel_mean"),
             std=stats.get("channel_std"),
-            augment=params.augment,
             decay_steps=params.epochs * steps,
-            seed=params.seed,
         )
-        previous = read_history(run_dir.local / HISTORY_CSV)
+        previous = read_history(run_dir.local / RUN_HISTORY_CSV)
         start = resume_epoch(run_dir.local)
         # history.csv has a row more than the checkpoint when a kill fell between the two writes.
         previous = previous[:start]
-        _rewrite_history(run_dir.local / HISTORY_CSV, previous)
+        _rewrite_history(run_dir.local / RUN_HISTORY_CSV, previous)
         train_ds = tfdata.make_dataset(
-            tensors / "train", shape, params.batch_size, params.shuffle_buffer, params.seed, first_epoch=start
+            tensors / "train",
+            shape,
+            params.batch_size,
+            shuffle_buffer=params.shuffle_buffer,
+            seed=params.seed,
+            first_epoch=start,
         )
         if start:
             log.info("resuming run %s from its checkpoint at epoch %d of %d", run_uri, start + 1, params.epochs)
@@ -276,14 +314,14 @@ def train(fs, paths: DatasetPaths, model_paths: ModelPaths, params: TrainParams)
             callbacks=make_callbacks(run_dir, params, n_train, previous),
         )
         seconds = time.monotonic() - started
-        if (run_dir.local / BEST_WEIGHTS).exists():
-            model.load_weights(run_dir.local / BEST_WEIGHTS)  # restore the (latest near-)best epoch's weights
+        if (run_dir.local / RUN_BEST_WEIGHTS).exists():
+            model.load_weights(run_dir.local / RUN_BEST_WEIGHTS)  # restore the (latest near-)best epoch's weights
         model.save(run_dir.local / MODEL_FILE)
-        export = run_dir.local / EXPORT_DIR
+        export = run_dir.local / RUN_EXPORT
         if export.exists():
             shutil.rmtree(export)
         model.export(str(export), format="tf_saved_model", verbose=False)
-        rows = read_history(run_dir.local / HISTORY_CSV)
+        rows = read_history(run_dir.local / RUN_HISTORY_CSV)
         history = {key: [float(row[key]) for row in rows if row.get(key)] for key in (rows[0] if rows else {})}
         history.pop("epoch", None)
         scores = history.get(MONITOR, [])
@@ -298,7 +336,7 @@ def train(fs, paths: DatasetPaths, model_paths: ModelPaths, params: TrainParams)
             "architecture": params.architecture,
             "parameters": model.count_params(),
         }
-        (run_dir.local / HISTORY_FILE).write_text(json.dumps(summary, indent=2))
+        (run_dir.local / RUN_HISTORY).write_text(json.dumps(summary, indent=2))
         (run_dir.local / SUCCESS).touch()
         run_dir.sync()
     if run_dir.local != Path(uri_path(run_uri)):

@@ -7,11 +7,8 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC
 
 import pytest
-
-from sparkvision.runconfig import InvalidRunParams, resolve_run
 
 HEAVY_MODULES = ("tensorflow", "keras", "cv2", "pandas", "pyspark", "pyarrow", "numpy")
 EXPECTED_ORDER = [
@@ -81,6 +78,7 @@ dag = ns["dag"]
 print(json.dumps({{
     "sensors": {{t.task_id: type(t).__name__ for t in dag.tasks if t.task_id.startswith("wait_for")}},
     "raw_path": dag.get_task("wait_for_raw_drop").filepath,
+    "macros": sorted(dag.user_defined_macros),
     "heavy": [m for m in {HEAVY_MODULES!r} if m in sys.modules],
 }}))
 """
@@ -93,60 +91,30 @@ def test_dag_file_imports_nothing_heavy_and_uses_a_file_sensor_on_a_local_root()
     parsed = _parse_in_subprocess("file:///srv/sparkvision")
     assert parsed["heavy"] == []
     assert set(parsed["sensors"].values()) == {"FileSensor"}
-    assert parsed["raw_path"].startswith("/srv/sparkvision/raw/")
+    assert parsed["raw_path"] == "{{ artifact(ti.xcom_pull(task_ids='resolve'), 'raw') }}"
+    assert parsed["macros"] == ["artifact"]
 
 
 def test_dag_uses_webhdfs_sensors_on_an_hdfs_root():
     parsed = _parse_in_subprocess("hdfs://namenode:8020/sparkvision")
     assert set(parsed["sensors"].values()) == {"WebHdfsSensor"}
-    assert parsed["raw_path"].startswith("/sparkvision/raw/")  # WebHDFS takes the path, not the URI
 
 
 def test_params_form_refuses_unsafe_names(dagbag):
     version = dagbag.dags["image_training"].params.get_param("version")
     assert version.resolve("v2026-11") == "v2026-11"
     assert version.resolve(None) is None  # empty: the run's logical date
-    for bad in ("../etc", "a/b", "", " v1", "x" * 65):
+    for bad in ("../etc", "a/b", "", " v1", "x" * 65, "v1\n", "v1\n\n"):
         with pytest.raises(Exception, match=r"does not match|Invalid|not valid"):
             version.resolve(bad)
 
 
-def test_resolve_run_derives_version_from_logical_date_and_refuses_bad_values():
-    from datetime import datetime
+def test_form_is_generated_from_the_declarations_with_a_description_for_every_field(dagbag):
+    from sparkvision.config.params import PARAMETERS
 
-    from sparkvision.params import EvalParams, TrainParams
-
-    base = {
-        "dataset": "fashion_mnist",
-        "version": None,
-        "model": "fashion_cnn",
-        "image_shape": "28x28x1",
-        "max_rejected_share": 0.05,
-        "resize_policy": "stretch",
-        "drop_duplicates": False,
-        "drift_threshold": 0.1,
-        "architecture": TrainParams.architecture,
-        "epochs": 2,
-        "batch_size": 64,
-        "learning_rate": 0.001,
-        "min_accuracy": EvalParams.min_accuracy,
-        "max_regression": 0.01,
-    }
-    resolved = resolve_run("file:///r", base, datetime(2026, 11, 24, tzinfo=UTC))
-    assert resolved["version"] == "20261124"
-    assert resolved["run_id"].startswith("fashion_mnist-20261124-")
-    again = resolve_run("file:///r", base, datetime(2026, 11, 24, tzinfo=UTC))
-    assert again == resolved  # a retried or re-run task resolves to the same run
-    for key, value in [
-        ("dataset", "../x"),
-        ("version", "a b"),
-        ("model", ""),
-        ("image_shape", "28x28"),
-        ("max_rejected_share", 2),
-        ("epochs", 0),
-        ("architecture", "resnet"),
-        ("resize_policy", "zoom"),
-        ("drift_threshold", -0.1),
-    ]:
-        with pytest.raises(InvalidRunParams, match="refusing"):
-            resolve_run("file:///r", {**base, key: value}, datetime(2026, 11, 24, tzinfo=UTC))
+    params = dagbag.dags["image_training"].params
+    assert list(params.keys()) == [p.name for p in PARAMETERS]
+    for declared in PARAMETERS:
+        param = params.get_param(declared.name)
+        assert param.value == declared.default, declared.name
+        assert param.description == declared.help and param.schema["section"] == declared.section

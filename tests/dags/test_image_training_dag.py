@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparkvision import tfdata
-from sparkvision.layout import DatasetPaths, ModelPaths, is_hdfs, uri_path
-from sparkvision.rawdrop import lay_out
+from devtools.rawdrop import lay_out
+from sparkvision.platform.layout import DatasetPaths, ModelPaths, is_hdfs, uri_path
+from sparkvision.training import tfdata
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +73,9 @@ def local_copy(hadoop_fs, uri: str, tmp_path: Path) -> Path:
     return target
 
 
-def assert_published_model_predicts(hadoop_fs, root: str, version: int, tmp_path: Path) -> None:
+def assert_published_model_predicts(
+    hadoop_fs, root: str, version: int, tmp_path: Path, shape: tuple[int, int, int] = (28, 28, 1)
+) -> None:
     """The model at models/fashion_cnn/<version> loads as a SavedModel and predicts (n, 10)."""
     import tensorflow as tf
 
@@ -83,7 +85,7 @@ def assert_published_model_predicts(hadoop_fs, root: str, version: int, tmp_path
     local = local_copy(hadoop_fs, model_uri, tmp_path / f"model{version}")
     loaded = tf.saved_model.load(str(local))
     test_dir = local_copy(hadoop_fs, DatasetPaths(root, "fashion_mnist", "it1").tensor_split("test"), tmp_path)
-    images, _ = next(tfdata.iter_chunks(tfdata.shard_files(test_dir), (28, 28, 1)))
+    images, _ = next(tfdata.iter_chunks(tfdata.shard_files(test_dir), shape, seed=None))
     probabilities = loaded.serve(tf.constant(images[:32])).numpy()
     assert probabilities.shape == (32, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
@@ -118,13 +120,57 @@ def test_dag_end_to_end_on_file_root_is_idempotent_and_versioned(hadoop_fs, airf
     assert sorted(hadoop_fs.list(model_paths.published)) == ["1", "LATEST"]
     assert len(hadoop_fs.list(model_paths.runs)) == 1
 
+    # the same version with another image shape (and a seed): new curated data, tensors and run, a
+    # model that takes the new shape, evaluated on the new tensors; the 28x28 champion is not
+    # comparable, which the evaluation records instead of crashing
+    reshaped = {"version": "it1", **FAST, "image_shape": "32x32x1", "seed": 7}
+    log = run_dag(airflow_home, root, None, reshaped, "2026-11-25")
+    assert re.search(r"published fashion_cnn as version 2: new run fashion_mnist-it1-\w+", log)
+    manifest = hadoop_fs.read_json(f"{paths.curated}/manifest.json")
+    assert manifest["image_shape"] == [32, 32, 1]
+    lineage = hadoop_fs.read_json(f"{model_paths.version(2)}/lineage.json")
+    metrics = hadoop_fs.read_json(f"{model_paths.version(2)}/metrics.json")
+    first = hadoop_fs.read_json(f"{model_paths.version(1)}/lineage.json")
+    assert lineage["run_id"] != first["run_id"] and metrics["run_id"] == lineage["run_id"]
+    assert lineage["curated_content_hash"] == manifest["content_hash"] == metrics["curated_content_hash"]
+    assert metrics["image_shape"] == [32, 32, 1] and metrics["champion"] is None
+    assert metrics["champion_skipped"]["version"] == 1 and "not comparable" in metrics["reason"]
+    assert lineage["train_params"]["run_config"]["params"]["train"]["seed"] == 7
+    assert_published_model_predicts(hadoop_fs, root, 2, tmp_path, shape=(32, 32, 1))
+    assert len([run for run in hadoop_fs.list(model_paths.runs) if not run.startswith(".")]) == 2
+
     # another version: its own partitions and, published with a reason, the next model version
     lay_out(root, "fashion_mnist", "it2", limit=SLICE // 2)
     log = run_dag(airflow_home, root, None, {"version": "it2", **FAST}, "2026-11-23")
     other = DatasetPaths(root, "fashion_mnist", "it2")
     assert spark.read.parquet(f"{other.curated}/images.parquet").count() == SLICE
     assert spark.read.parquet(f"{paths.curated}/images.parquet").count() == curated_rows
-    assert re.search(r"published fashion_cnn as version 2: new run fashion_mnist-it2-\w+", log)
-    assert hadoop_fs.read_text(model_paths.latest_pointer).strip() == "2"
-    lineage = hadoop_fs.read_json(f"{model_paths.version(2)}/lineage.json")
-    assert lineage["dataset_version"] == "it2" and lineage["previous_latest"] == 1
+    assert re.search(r"published fashion_cnn as version 3: new run fashion_mnist-it2-\w+", log)
+    assert hadoop_fs.read_text(model_paths.latest_pointer).strip() == "3"
+    lineage = hadoop_fs.read_json(f"{model_paths.version(3)}/lineage.json")
+    assert lineage["dataset_version"] == "it2" and lineage["previous_latest"] == 2
+
+
+@pytest.mark.parametrize(
+    ("conf", "refusal"),
+    [
+        ({"version": "v1\n"}, "version"),
+        ({"version": "../x"}, "version"),
+        ({"version": "v1", "epoch": 3}, "did you mean 'epochs'"),
+    ],
+    ids=["trailing-newline", "path", "misspelt"],
+)
+def test_hostile_or_unknown_parameters_are_refused_before_any_path_is_built(airflow_home, tmp_path, conf, refusal):
+    root = (tmp_path / "root").as_uri()
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "test", "image_training", "2026-11-24", "-c", json.dumps(conf)],
+        env=airflow_env(airflow_home, root, None),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    log = result.stdout + result.stderr
+    assert refusal in log, log[-4000:]
+    assert re.findall(r"DagRun Finished: .*?state=(\w+)", log) in ([], ["failed"]), log[-4000:]
+    assert "state=success" not in log
+    assert not (tmp_path / "root").exists()  # nothing written, no path built

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from sparkvision import fashion_mnist
-from sparkvision.rawdrop import lay_out
+from devtools import fashion_mnist
+from devtools.rawdrop import lay_out
 
 
 def write_idx(path, array: np.ndarray) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparkvision.evaluate import bless, classification_metrics, confusion_matrix, write_plots, write_report
-from sparkvision.params import EvalParams
+from sparkvision.config.params import EvalParams
+from sparkvision.evaluation.metrics import bless, classification_metrics, confusion_matrix
+from sparkvision.evaluation.report import write_plots, write_report
 
 
 def test_confusion_matrix_and_metrics():
@@ -64,11 +65,11 @@ def test_plots_and_report(tmp_path):
         "blessed": False,
         "reason": "test accuracy 0.8 is below <min>",
     }
-    write_report(tmp_path / "report.html", metrics)
+    write_report(tmp_path, metrics)
     text = (tmp_path / "report.html").read_text()
     assert "NOT BLESSED" in text and "&lt;min&gt;" in text and "confusion_matrix.png" in text
     assert "No published champion" in text
     champion = {"version": 3, **classification_metrics(np.array([[6, 0], [1, 8]]), ["a", "b"])}
-    write_report(tmp_path / "report.html", {**metrics, "champion": champion})
+    write_report(tmp_path, {**metrics, "champion": champion})
     text = (tmp_path / "report.html").read_text()
     assert "published version 3" in text and "champion F1" in text

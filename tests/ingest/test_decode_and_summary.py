@@ -1,4 +1,4 @@
-"""Unit tests of the pure functions of sparkvision/ingest.py (no Spark)."""
+"""Unit tests of the ingest's pure functions: reading, decoding, statistics, manifest (no Spark)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,36 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from sparkvision import images, ingest, schema
-from sparkvision.layout import DatasetPaths
-from sparkvision.schema import ImageSpec
+from sparkvision.config.params import ImageSpec, IngestParams
+from sparkvision.ingest import decode, images
+from sparkvision.ingest.decode import decode_files, decode_local, decode_record, hash_part
+from sparkvision.ingest.files import label_of, relative_path, source_split, uri_to_path, walk_batches
+from sparkvision.ingest.run import decode_partitions
+from sparkvision.ingest.summary import (
+    AccountingError,
+    assign_label_indices,
+    build_manifest,
+    dataset_hash,
+    fold_summary,
+    label_drift,
+    output_partitions,
+    size_bucket,
+)
+from sparkvision.platform import schema
+from sparkvision.platform.layout import DatasetPaths
 
 
 def png(h: int = 28, w: int = 28) -> bytes:
     return cv2.imencode(".png", np.full((h, w), 7, np.uint8))[1].tobytes()
 
 
-def test_params_keep_their_positional_order_and_validate():
-    params = ingest.IngestParams(ImageSpec(64, 64, 3), 0.1)  # how runconfig.py builds them
+def test_params_defaults_and_validation():
+    params = IngestParams(image_shape="64x64x3", max_rejected_share=0.1)
     assert (params.spec, params.max_rejected_share, params.max_pixels) == (ImageSpec(64, 64, 3), 0.1, 50_000_000)
     assert params.resize_policy == "stretch" and not params.drop_duplicates
     for bad in ({"max_rejected_share": 1.5}, {"resize_policy": "zoom"}, {"alpha_background": 300}):
         with pytest.raises(ValueError):
-            ingest.IngestParams(**bad)
+            IngestParams(**bad)
 
 
 @pytest.mark.parametrize(
@@ -37,32 +51,32 @@ def test_params_keep_their_positional_order_and_validate():
     ],
 )
 def test_uri_to_path(uri, path):
-    assert ingest.uri_to_path(uri) == path
+    assert uri_to_path(uri) == path
 
 
 def test_relative_path_label_and_source_split():
-    assert ingest.relative_path("file:/d/raw/bag/x/train-1.png", "/d/raw") == "bag/x/train-1.png"
+    assert relative_path("file:/d/raw/bag/x/train-1.png", "/d/raw") == "bag/x/train-1.png"
     with pytest.raises(ValueError):
-        ingest.relative_path("file:/elsewhere/x.png", "/d/raw")
-    assert ingest.label_of("bag/sub/x.png") == "bag"
+        relative_path("file:/elsewhere/x.png", "/d/raw")
+    assert label_of("bag/sub/x.png") == "bag"
     bad = (("x.png", images.NO_LABEL), ("bad label/x.png", images.BAD_LABEL), (".hid/x", images.BAD_LABEL))
     for rel, reason in bad:
         with pytest.raises(images.Rejected) as info:
-            ingest.label_of(rel)
+            label_of(rel)
         assert info.value.reason == reason
-    assert ingest.source_split("bag/train-00001.png") == "train"
-    assert ingest.source_split("bag/test-7.jpg") == "test"
-    assert ingest.source_split("bag/trainer.png") is None
+    assert source_split("bag/train-00001.png") == "train"
+    assert source_split("bag/test-7.jpg") == "test"
+    assert source_split("bag/trainer.png") is None
 
 
 def test_decode_record_reason_precedence():
-    params = ingest.IngestParams()
+    params = IngestParams()
     names = schema.DECODED_SCHEMA.names
-    row = dict(zip(names, ingest.decode_record("orphan.txt", b"", params), strict=True))
+    row = dict(zip(names, decode_record("orphan.txt", b"", params), strict=True))
     assert row[schema.REASON] == images.NO_LABEL  # the label rule comes before the bytes
-    row = dict(zip(names, ingest.decode_record("bag/x.png", None, params, 10), strict=True))
+    row = dict(zip(names, decode_record("bag/x.png", None, params, 10), strict=True))
     assert (row[schema.REASON], row[schema.SIZE], row[schema.LABEL]) == (images.UNREADABLE, 10, "bag")
-    row = dict(zip(names, ingest.decode_record("bag/x.png", png(), params), strict=True))
+    row = dict(zip(names, decode_record("bag/x.png", png(), params), strict=True))
     assert row[schema.REASON] is None and len(row[schema.PIXELS]) == 784 and row[schema.CONTENT_HASH]
 
 
@@ -74,8 +88,8 @@ def test_decode_local_reads_files_and_rejects_only_the_unusable_ones(tmp_path):
     os.mkfifo(tmp_path / "bag" / "pipe")  # would block a plain open()
     rels = ["bag/ok.png", "bag/gone.png", "bag/big.png", "bag/link", "bag/pipe"]
     batch = pa.RecordBatch.from_pydict({schema.PATH: rels})
-    params = ingest.IngestParams(max_file_bytes=len(png()))
-    (out,) = ingest.decode_local([batch], str(tmp_path), params)
+    params = IngestParams(max_file_bytes=len(png()))
+    (out,) = decode_local([batch], str(tmp_path), params)
     assert out.schema == schema.DECODED_SCHEMA
     rows = out.to_pylist()
     assert [r[schema.REASON] for r in rows] == [
@@ -93,9 +107,9 @@ def test_decode_local_reads_files_and_rejects_only_the_unusable_ones(tmp_path):
 
 
 def test_decoded_batches_are_bounded_by_pixel_bytes(monkeypatch):
-    monkeypatch.setattr(ingest, "DECODED_BATCH_BYTES", 3 * 784)
+    monkeypatch.setattr(decode, "DECODED_BATCH_BYTES", 3 * 784)
     records = [(f"bag/{n}.png", png(), None, None) for n in range(7)] + [("bag/bad.png", b"junk", None, None)]
-    batches = list(ingest.decode_files(records, ingest.IngestParams()))
+    batches = list(decode_files(records, IngestParams()))
     assert [b.num_rows for b in batches] == [3, 3, 2]
     assert sum(b.column(schema.REASON).null_count for b in batches) == 7
 
@@ -105,16 +119,16 @@ def test_walk_lists_relative_paths_without_skipped_names(tmp_path):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
     entries = pa.RecordBatch.from_pydict({"entry": ["bag", "loose.png"]})
-    listed = [p for b in ingest.walk_batches([entries], str(tmp_path)) for p in b.column(schema.PATH).to_pylist()]
+    listed = [p for b in walk_batches([entries], str(tmp_path)) for p in b.column(schema.PATH).to_pylist()]
     assert sorted(listed) == ["bag/a.png", "bag/sub/b.png", "loose.png"]
 
 
 def test_decode_partitions_are_sized_by_bytes_and_cores():
-    params = ingest.IngestParams()
-    assert ingest.decode_partitions(600, params, 2) == 1  # a small drop: one task, one file
-    assert ingest.decode_partitions(70_000, params, 2) == 4  # every core busy twice
-    assert ingest.decode_partitions(700_000, params, 2) == 6  # files of at most 128 MB
-    assert ingest.decode_partitions(10_000_000, params, 100) == 200
+    params = IngestParams()
+    assert decode_partitions(600, params, 2) == 1  # a small drop: one task, one file
+    assert decode_partitions(70_000, params, 2) == 4  # every core busy twice
+    assert decode_partitions(700_000, params, 2) == 6  # files of at most 128 MB
+    assert decode_partitions(10_000_000, params, 100) == 200
 
 
 def test_summary_folds_groups_into_counts_histograms_and_channel_statistics():
@@ -134,63 +148,59 @@ def test_summary_folds_groups_into_counts_histograms_and_channel_statistics():
         base | rejected | {"reason": images.NOT_IMAGE, "label": "bag"},
         base | rejected | {"reason": images.NO_LABEL, "label": None, "bytes": None},
     ]
-    summary = ingest.fold_summary(rows, spec)
+    summary = fold_summary(rows, spec)
     assert summary["groups"] == {"|bag": [3, 200], f"{images.NOT_IMAGE}|bag": [1, 100], f"{images.NO_LABEL}|": [1, 0]}
     assert summary["sizes"] == {"<=32": 2, "<=64": 1} and summary["in_channels"] == {"1": 2, "3": 1}
     assert summary["hash_sum"] == (1 << 32) + 12
     mean = (8 * 10 + 4 * 20) / 12
     assert summary["channel_mean"] == [round(mean, 4)]
     assert summary["channel_std"] == [round(((8 * 100 + 4 * 400) / 12 - mean**2) ** 0.5, 4)]
-    assert ingest.fold_summary([], spec)["channel_mean"] == [None]
-    assert (
-        ingest.size_bucket(1, 1) == "<=1"
-        and ingest.size_bucket(28, 20) == "<=32"
-        and ingest.size_bucket(32, 3) == "<=32"
-    )
+    assert fold_summary([], spec)["channel_mean"] == [None]
+    assert size_bucket(1, 1) == "<=1" and size_bucket(28, 20) == "<=32" and size_bucket(32, 3) == "<=32"
 
 
 def test_decoder_splits_each_hash_part_into_summable_halves():
-    params = ingest.IngestParams()
-    row = dict(zip(schema.DECODED_SCHEMA.names, ingest.decode_record("bag/x.png", png(), params), strict=True))
-    part = ingest.hash_part("bag/x.png", row[schema.CONTENT_HASH])
+    params = IngestParams()
+    row = dict(zip(schema.DECODED_SCHEMA.names, decode_record("bag/x.png", png(), params), strict=True))
+    part = hash_part("bag/x.png", row[schema.CONTENT_HASH])
     assert (row[schema.HASH_PART_HI] << 32) + row[schema.HASH_PART_LO] == part
     assert 0 <= row[schema.HASH_PART_LO] < 1 << 32 and 0 <= row[schema.HASH_PART_HI] < 1 << 32
 
 
 def test_manifest_checks_the_invariant():
     paths = DatasetPaths("file:///r", "d", "v1")
-    summary = ingest.fold_summary([], ImageSpec()) | {"groups": {"|a": [3, 30], "empty_file|a": [1, 0]}}
-    manifest = ingest.build_manifest(summary, 4, None, paths, ingest.IngestParams())
+    summary = fold_summary([], ImageSpec()) | {"groups": {"|a": [3, 30], "empty_file|a": [1, 0]}}
+    manifest = build_manifest(summary, 4, None, paths, IngestParams())
     assert (manifest["accepted"], manifest["rejected"], manifest["rejected_share"]) == (3, 1, 0.25)
     assert manifest["rejected_by_reason"] == {"empty_file": 1} and manifest["per_label"] == {"a": 3}
-    with pytest.raises(ingest.AccountingError):
-        ingest.build_manifest(summary, 5, None, paths, ingest.IngestParams())
+    with pytest.raises(AccountingError):
+        build_manifest(summary, 5, None, paths, IngestParams())
 
 
 def test_label_indices_are_stable_and_new_labels_append():
-    first = ingest.assign_label_indices(["b", "a"], None)
+    first = assign_label_indices(["b", "a"], None)
     assert first == {"a": 0, "b": 1}
-    assert ingest.assign_label_indices(["c", "a", "aa"], first) == {"a": 0, "b": 1, "aa": 2, "c": 3}
+    assert assign_label_indices(["c", "a", "aa"], first) == {"a": 0, "b": 1, "aa": 2, "c": 3}
 
 
 def test_label_drift_is_total_variation():
-    assert ingest.label_drift(None, {"a": 1}, 0.1) is None
-    same = ingest.label_drift({"a": 5, "b": 5}, {"a": 50, "b": 50}, 0.1)
+    assert label_drift(None, {"a": 1}, 0.1) is None
+    same = label_drift({"a": 5, "b": 5}, {"a": 50, "b": 50}, 0.1)
     assert same["value"] == 0 and not same["exceeded"]
-    moved = ingest.label_drift({"a": 5, "b": 5}, {"a": 9, "c": 1}, 0.1)
+    moved = label_drift({"a": 5, "b": 5}, {"a": 9, "c": 1}, 0.1)
     assert moved["value"] == pytest.approx(0.5 * (0.4 + 0.5 + 0.1))
     assert moved["exceeded"] and moved["new_labels"] == ["c"] and moved["missing_labels"] == ["b"]
 
 
 def test_output_is_sized_by_bytes_not_files():
-    assert ingest.output_partitions(70_000, 984, 128) == 1
-    assert ingest.output_partitions(10_000_000, 984, 128) == 74
-    assert ingest.output_partitions(0, 984, 128) == 1
+    assert output_partitions(70_000, 984, 128) == 1
+    assert output_partitions(10_000_000, 984, 128) == 74
+    assert output_partitions(0, 984, 128) == 1
 
 
 def test_dataset_hash_depends_on_content_and_conversion():
-    params = ingest.IngestParams()
-    base = ingest.dataset_hash(123, params, {"a": 0})
-    assert base == ingest.dataset_hash(123, params, {"a": 0})
-    assert base != ingest.dataset_hash(124, params, {"a": 0})
-    assert base != ingest.dataset_hash(123, ingest.IngestParams(resize_policy="pad"), {"a": 0})
+    params = IngestParams()
+    base = dataset_hash(123, params, {"a": 0})
+    assert base == dataset_hash(123, params, {"a": 0})
+    assert base != dataset_hash(124, params, {"a": 0})
+    assert base != dataset_hash(123, IngestParams(resize_policy="pad"), {"a": 0})

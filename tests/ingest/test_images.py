@@ -1,4 +1,4 @@
-"""Unit tests of the decode and conversion rules (sparkvision/images.py, docs/ingest.md)."""
+"""Unit tests of the decode and conversion rules (sparkvision/ingest/images.py, docs/ingest.md)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from sparkvision import images
-from sparkvision.schema import ImageSpec
+from sparkvision.config.params import ImageSpec, IngestParams
+from sparkvision.ingest import images
 
-GREY = ImageSpec(28, 28, 1)
-COLOUR = ImageSpec(28, 28, 3)
+GREY = IngestParams(image_shape="28x28x1")
+COLOUR = IngestParams(image_shape="28x28x3")
 
 
 def encode(ext: str, image: np.ndarray) -> bytes:
@@ -19,8 +19,8 @@ def encode(ext: str, image: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def pixels(decoded: images.Decoded, spec: ImageSpec) -> np.ndarray:
-    return np.frombuffer(decoded.pixels, dtype=np.uint8).reshape(spec.shape)
+def pixels(decoded: images.Decoded, params: IngestParams) -> np.ndarray:
+    return np.frombuffer(decoded.pixels, dtype=np.uint8).reshape(params.spec.shape)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_formats_decode_and_header_dimensions_are_read(ext, bgr):
     assert images.header_dimensions(data) == (40, 30)
     decoded = images.decode(data, COLOUR)
     assert (decoded.orig_height, decoded.orig_width, decoded.orig_channels) == (40, 30, 3)
-    assert len(decoded.pixels) == COLOUR.nbytes
+    assert len(decoded.pixels) == COLOUR.spec.nbytes
 
 
 def test_sniff_names_formats_and_refuses_non_images(bgr):
@@ -93,9 +93,9 @@ def test_bomb_guard_reads_the_header_before_decoding():
 
 def test_bomb_guard_on_a_real_image(bgr):
     with pytest.raises(images.Rejected) as info:
-        images.decode(encode(".png", bgr), GREY, max_pixels=40 * 30 - 1)
+        images.decode(encode(".png", bgr), IngestParams(max_pixels=40 * 30 - 1))
     assert info.value.reason == images.TOO_LARGE
-    assert images.decode(encode(".png", bgr), GREY, max_pixels=40 * 30).orig_height == 40
+    assert images.decode(encode(".png", bgr), IngestParams(max_pixels=40 * 30)).orig_height == 40
 
 
 def test_sixteen_bit_is_scaled_by_shifting():
@@ -112,7 +112,7 @@ def test_alpha_is_composited_onto_the_background():
     data = encode(".png", bgra)
     out = pixels(images.decode(data, COLOUR), COLOUR)
     assert (out[:14] == 200).all() and (out[14:] == 0).all()
-    white = pixels(images.decode(data, COLOUR, background=255), COLOUR)
+    white = pixels(images.decode(data, IngestParams(image_shape="28x28x3", alpha_background=255)), COLOUR)
     assert (white[14:] == 255).all()
     assert images.decode(data, COLOUR).orig_channels == 4
 

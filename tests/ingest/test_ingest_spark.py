@@ -16,21 +16,13 @@ import cv2
 import numpy as np
 import pytest
 
-from sparkvision import images
-from sparkvision.ingest import (
-    IngestParams,
-    TooManyRejectsError,
-    dataset_hash,
-    hash_part,
-    ingest_conf,
-    ingest_listed,
-    list_drop,
-    run_ingest,
-    session_conf,
-    size_bucket,
-)
-from sparkvision.layout import DatasetPaths
-from sparkvision.schema import ImageSpec
+from sparkvision.config.params import IngestParams
+from sparkvision.ingest import images
+from sparkvision.ingest.decode import hash_part
+from sparkvision.ingest.run import TooManyRejectsError, ingest_conf, ingest_listed, list_drop, run_ingest
+from sparkvision.ingest.summary import dataset_hash, size_bucket
+from sparkvision.platform.layout import DatasetPaths
+from sparkvision.platform.spark import session_conf
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +119,7 @@ def read_table(spark, uri: str) -> list[dict]:
 def test_mixed_corpus_exact_counts_and_reasons(spark, hadoop_fs, root, tmp_path):
     files, expected = mixed_corpus()
     paths = lay_out(hadoop_fs, root, tmp_path, files, "mixed", "v1")
-    params = IngestParams(ImageSpec(28, 28, 1), 1.0, max_file_bytes=100_000)
+    params = IngestParams(max_rejected_share=1.0, max_file_bytes=100_000)
     with session_conf(spark, ingest_conf(spark)):
         listing = list_drop(spark, paths)
         hadoop_fs.delete(f"{paths.raw}/shirt/vanishes.png")  # gone between listing and reading
@@ -174,7 +166,7 @@ def test_local_walk_gives_the_same_counts_and_reasons(spark, hadoop_fs, tmp_path
     expected["rejected_by_reason"][images.UNREADABLE] += 1
     expected["files_found"] += 1
     expected["rejected"] += 1
-    params = IngestParams(ImageSpec(28, 28, 1), 1.0, max_file_bytes=100_000)
+    params = IngestParams(max_rejected_share=1.0, max_file_bytes=100_000)
     manifest = run_ingest(spark, paths, params)
 
     for key in ("files_found", "accepted", "rejected", "rejected_by_reason", "per_label"):
@@ -200,7 +192,7 @@ def test_colour_dataset_of_varied_sizes_and_formats_is_deterministic(spark, hado
     }
     root = (tmp_path / "root").as_uri()
     paths = lay_out(hadoop_fs, root, tmp_path, files, "pets", "v1")
-    params = IngestParams(ImageSpec(32, 48, 3), 0.0, resize_policy="pad")
+    params = IngestParams(image_shape="32x48x3", max_rejected_share=0.0, resize_policy="pad")
     first = run_ingest(spark, paths, params)
     rows = read_table(spark, f"{paths.curated}/images.parquet")
     assert first["accepted"] == len(files) and first["rejected"] == 0
@@ -230,7 +222,7 @@ def test_rejected_share_threshold_fails_after_writing_rejects(spark, hadoop_fs, 
     files |= {"a/bad1.png": b"junk", "a/bad2.png": b""}  # 2 of 20 = 10% > 5%
     paths = lay_out(hadoop_fs, (tmp_path / "root").as_uri(), tmp_path, files, "share", "v1")
     with pytest.raises(TooManyRejectsError, match=r"2 of 20 files rejected \(10.0% > max_rejected_share 5.0%\)"):
-        run_ingest(spark, paths, IngestParams(ImageSpec(), 0.05))
+        run_ingest(spark, paths, IngestParams(max_rejected_share=0.05))
     assert not hadoop_fs.exists(f"{paths.curated}/_SUCCESS")
     assert not hadoop_fs.exists(f"{paths.curated}/images.parquet")
     assert len(read_table(spark, f"{paths.curated}/rejects.parquet")) == 2
@@ -246,7 +238,7 @@ def test_labels_append_and_drift_is_reported_against_the_previous_version(spark,
     v2 |= {"c/0.png": same, "c/1.png": same}
     paths = lay_out(hadoop_fs, root, tmp_path, v2, "drift", "v2")
     with caplog.at_level(logging.WARNING, logger="sparkvision.ingest"):
-        manifest = run_ingest(spark, paths, IngestParams(ImageSpec(), 0.2, drop_duplicates=True))
+        manifest = run_ingest(spark, paths, IngestParams(max_rejected_share=0.2, drop_duplicates=True))
     assert hadoop_fs.read_json(f"{paths.curated}/labels.json") == {"b": 0, "c": 1, "a": 2}
     assert manifest["rejected_by_reason"] == {images.DUPLICATE: 1}
     assert manifest["per_label"] == {"a": 4, "b": 2, "c": 1}
@@ -261,9 +253,9 @@ def test_labels_append_and_drift_is_reported_against_the_previous_version(spark,
 def _submit(project_dir: Path, root: str, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     command = ["spark-submit", "--master", "local[2]", "--conf", "spark.ui.enabled=false"]
-    command += [str(project_dir / "spark_jobs" / "ingest.py"), "--root", root, "--dataset", "fashion_mnist"]
+    command += [str(project_dir / "spark_jobs" / "ingest.py"), "--root", root, "dataset=fashion_mnist"]
     return subprocess.Popen(
-        [*command, "--version", "v1", *extra],
+        [*command, "version=v1", *extra],
         cwd=project_dir,
         env=env,
         stdout=subprocess.PIPE,
@@ -276,7 +268,7 @@ def _submit(project_dir: Path, root: str, *extra: str) -> subprocess.Popen:
 def test_job_killed_mid_write_leaves_nothing_visible_and_rerun_gives_one_output(project_dir, tmp_path):
     root = (tmp_path / "root").as_uri()
     subprocess.run(
-        [sys.executable, "-m", "sparkvision.rawdrop", "--root", root, "--version", "v1", "--limit", "300"],
+        [sys.executable, "-m", "devtools.rawdrop", "--root", root, "--version", "v1", "--limit", "300"],
         check=True,
         cwd=project_dir,
         capture_output=True,
@@ -295,7 +287,7 @@ def test_job_killed_mid_write_leaves_nothing_visible_and_rerun_gives_one_output(
     job.wait()
     assert not (parent / "v1").exists(), "a killed job left visible output"
 
-    rerun = _submit(project_dir, root, "--max-rejected-share", "0")
+    rerun = _submit(project_dir, root, "max_rejected_share=0")
     out, _ = rerun.communicate(timeout=180)
     assert rerun.returncode == 0, out[-3000:]
     assert os.listdir(parent) == ["v1"], "leftover staging folders"
@@ -304,7 +296,7 @@ def test_job_killed_mid_write_leaves_nothing_visible_and_rerun_gives_one_output(
     assert len(list((parent / "v1").glob("images.parquet/*.parquet"))) == 1
     assert (parent / "v1" / "_SUCCESS").exists()
 
-    failing = _submit(project_dir, root, "--max-pixels", "100")  # every 28x28 image is over the limit
+    failing = _submit(project_dir, root, "max_pixels=100")  # every 28x28 image is over the limit
     out, _ = failing.communicate(timeout=180)
     assert failing.returncode == 1
     assert "ingest failed: 600 of 600 files rejected" in out

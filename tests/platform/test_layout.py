@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import json
+import re
+import shutil
+import subprocess
+
 import pytest
 
-from sparkvision.layout import (
+from sparkvision.platform.layout import (
+    SAFE_NAME_PATTERN,
     DatasetPaths,
     InvalidNameError,
     ModelPaths,
@@ -19,7 +25,7 @@ def test_safe_names_pass(name):
 
 
 @pytest.mark.parametrize(
-    "name", ["", ".", "..", "../x", "a/b", "-v1", ".hidden", "_tmp", "a b", "é", "x" * 65, None, 3]
+    "name", ["", ".", "..", "../x", "a/b", "-v1", ".hidden", "_tmp", "a b", "é", "x" * 65, None, 3, "v1\n", "v1\r\n"]
 )
 def test_unsafe_names_are_refused_with_what_and_why(name):
     with pytest.raises(InvalidNameError, match="invalid version"):
@@ -63,3 +69,27 @@ def test_uri_helpers():
     assert is_hdfs("hdfs://nn:8020/x") and not is_hdfs("file:///x")
     assert uri_path("hdfs://nn:8020/sv/raw") == "/sv/raw"
     assert uri_path("file:///tmp/a") == "/tmp/a"
+
+
+HOSTILE = ["v1\n", "v1\n\n", "../x", "a/b", "", " v1", "v1 ", "x" * 65, "v1\u2028", "é"]
+GOOD = ["v1", "2026-11-25", "a.b-c_d", "X" * 64]
+
+
+def test_json_schema_pattern_admits_nothing_after_the_name_in_python():
+    """Airflow checks Params with jsonschema, which *searches* the pattern with Python's re."""
+    assert [bool(re.search(SAFE_NAME_PATTERN, name)) for name in GOOD] == [True] * len(GOOD)
+    assert [bool(re.search(SAFE_NAME_PATTERN, name)) for name in HOSTILE] == [False] * len(HOSTILE)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no Node.js to run the browser's regex engine")
+def test_json_schema_pattern_means_the_same_in_javascript():
+    """The trigger form checks the same pattern in the browser (ECMAScript regex)."""
+    script = (
+        "const p = new RegExp(process.argv[1], 'u');"
+        "console.log(JSON.stringify(JSON.parse(process.argv[2]).map(s => p.test(s))));"
+    )
+    names = GOOD + HOSTILE
+    out = subprocess.run(
+        ["node", "-e", script, SAFE_NAME_PATTERN, json.dumps(names)], capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout) == [True] * len(GOOD) + [False] * len(HOSTILE)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
-from sparkvision.layout import DatasetPaths
-from sparkvision.rawdrop import lay_out
+from devtools.rawdrop import lay_out
+from sparkvision.platform.layout import DatasetPaths
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +53,88 @@ def test_staged_dir_commits_whole_or_not_at_all(root, hadoop_fs):
     assert hadoop_fs.list(f"{root}/out") == ["v1"]
 
 
+#: A process that commits ``new`` over ``old`` and SIGKILLs itself (JVM included) right before
+#: its Nth rename or delete of the commit: 1 = before the first rename, 2 = between the renames,
+#: 3 = after both (before the old output is deleted); 0 = never.
+COMMIT_AND_DIE = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pyspark.sql import SparkSession
+    from sparkvision.platform.storage import HadoopFS
+
+    root, kill_at = sys.argv[1], int(sys.argv[2])
+    spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
+    fs = HadoopFS(spark)
+    final, staged = f"{root}/out/v1", f"{root}/out/.v1.staged.tmp"
+    for name in ("a", "b"):
+        fs.write_bytes(f"{staged}/{name}", b"new")
+    steps = {"n": 0}
+
+    def step(method):
+        def wrapped(*args, **kwargs):
+            steps["n"] += 1
+            if steps["n"] == kill_at:
+                os.killpg(0, signal.SIGKILL)
+            return method(*args, **kwargs)
+        return wrapped
+
+    fs.rename, fs.delete = step(fs.rename), step(fs.delete)
+    fs.commit(staged, final)
+    print("committed")
+    """
+)
+
+
+def _whole_output(hadoop_fs, final: str) -> bytes:
+    """What a reader finds at ``final`` (through ``readable``): every part the same, none missing."""
+    where = hadoop_fs.readable(final)
+    parts = {name: hadoop_fs.read_bytes(f"{where}/{name}") for name in hadoop_fs.list(where)}
+    assert sorted(parts) == ["a", "b"], (where, parts)
+    assert len(set(parts.values())) == 1, parts  # never a mix
+    return parts["a"]
+
+
+@pytest.mark.parametrize("kill_at", [1, 2, 3, 0], ids=["before", "between", "after", "none"])
+def test_a_commit_killed_at_any_step_leaves_the_old_or_the_new_output_whole(root, hadoop_fs, project_dir, kill_at):
+    final = f"{root}/out/v1"
+    for name in ("a", "b"):
+        hadoop_fs.write_bytes(f"{final}/{name}", b"old")
+    child = subprocess.run(
+        [sys.executable, "-c", COMMIT_AND_DIE, root, str(kill_at)],
+        cwd=project_dir,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        start_new_session=True,  # its own process group: the kill takes its JVM too
+    )
+    if kill_at:
+        assert child.returncode == -9, child.stdout[-2000:] + child.stderr[-3000:]
+    else:
+        assert child.returncode == 0 and "committed" in child.stdout, child.stderr[-3000:]
+    expected = {1: b"old", 2: b"old", 3: b"new", 0: b"new"}[kill_at]
+    assert _whole_output(hadoop_fs, final) == expected
+    # The next writer (or reader) finishes or undoes the interrupted commit; the output stays whole.
+    hadoop_fs.recover(final)
+    assert hadoop_fs.readable(final) == final and _whole_output(hadoop_fs, final) == expected
+    assert [name for name in hadoop_fs.list(f"{root}/out") if name.endswith(".previous")] == []
+    with hadoop_fs.staged_dir(final) as tmp:
+        for name in ("a", "b"):
+            hadoop_fs.write_bytes(f"{tmp}/{name}", b"next")
+    assert _whole_output(hadoop_fs, final) == b"next" and hadoop_fs.list(f"{root}/out") == ["v1"]
+
+
+def test_immutable_files_are_written_once_and_replaced_files_atomically(root, hadoop_fs):
+    uri = f"{root}/configs/x.json"
+    assert hadoop_fs.commit_new(uri, b"first") == uri
+    assert hadoop_fs.commit_new(uri, b"first") == uri  # content-addressed: the same bytes again
+    assert hadoop_fs.read_bytes(uri) == b"first" and hadoop_fs.list(f"{root}/configs") == ["x.json"]
+    pointer = f"{root}/models/LATEST"
+    for value in (b"1\n", b"2\n"):
+        hadoop_fs.write_atomic(pointer, value)
+        assert hadoop_fs.read_bytes(pointer) == value
+    assert hadoop_fs.list(f"{root}/models") == ["LATEST"]  # no temporary sibling left
+
+
 def test_copy_to_and_from_local(root, hadoop_fs, tmp_path):
     (tmp_path / "tree" / "sub").mkdir(parents=True)
     (tmp_path / "tree" / "sub" / "f.bin").write_bytes(b"\x00\x01")
@@ -84,13 +170,13 @@ def test_raw_drop_on_hdfs(hdfs, hadoop_fs):
 
 
 def test_hdfs_command_starts_reports_and_stops_by_pid(tmp_path):
-    """`python -m sparkvision.hdfs_cluster` (behind make hdfs-start/-status/-stop) end to end."""
+    """`python -m devtools.hdfs_cluster` (behind make hdfs-start/-status/-stop) end to end."""
     import subprocess
     import sys
 
-    from sparkvision.hdfs_cluster import HdfsCluster, _alive
+    from devtools.hdfs_cluster import HdfsCluster, _alive
 
-    command = [sys.executable, "-m", "sparkvision.hdfs_cluster"]
+    command = [sys.executable, "-m", "devtools.hdfs_cluster"]
     folder = str(tmp_path / "hdfs")
     started = subprocess.run([*command, "start", "--dir", folder, "--free-ports"], capture_output=True, text=True)
     assert started.returncode == 0, started.stderr[-3000:]

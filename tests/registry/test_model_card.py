@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from sparkvision.publish import _alive, git_commit, model_card, package_versions
+from sparkvision.registry.publish import _alive, git_commit, model_card, package_versions
 
 METRICS = {
     "accuracy": 0.9312,

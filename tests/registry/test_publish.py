@@ -8,43 +8,39 @@ from __future__ import annotations
 
 import threading
 import uuid
-from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from sparkvision.layout import DatasetPaths, ModelPaths
-from sparkvision.params import EvalParams, TrainParams
-from tests.integration.test_tensorize import DATASET, build_tensors
+from sparkvision.platform.layout import ModelPaths
 
 pytestmark = pytest.mark.integration
-TRAIN = TrainParams(architecture="reference", epochs=3, early_stopping_patience=0)
-ROLLBACK_ARGS = ("--model", "rollback", "--rollback-to", "1")
+TRAIN = {"model": "base", "architecture": "reference", "epochs": 3, "early_stopping_patience": 0, "min_accuracy": 0.3}
+ROLLBACK_ARGS = ("--model", "rollback", "--to", "1")
 VERSION_FILES = ("saved_model.pb", "variables", "model.keras", "model_card.md", "lineage.json", "metrics.json")
 
 
 @pytest.fixture(scope="module", params=["file", "hdfs"])
-def trained(request, spark, tmp_path_factory):
+def trained(request, spark, tmp_path_factory, make_tensors, make_config):
     """A root with a tiny tensorized dataset and one trained, evaluated (blessed) run."""
-    from sparkvision.evaluate import evaluate
-    from sparkvision.storage import HadoopFS
-    from sparkvision.train import train
+    from sparkvision.evaluation.evaluate import evaluate
+    from sparkvision.platform.storage import HadoopFS
+    from sparkvision.training.train import train
 
     fs = HadoopFS(spark)
     local_root = (tmp_path_factory.mktemp("publish") / "root").as_uri()
-    build_tensors(spark, local_root, "v1", 250)
+    local, _ = make_tensors(local_root, "v1", 250, **TRAIN)
     if request.param == "file":
-        root = local_root
+        config = local
     else:
         # Only the tensors go to HDFS (a handful of files): the raw drop's 500 PNGs would take
         # minutes to create one by one on the test HDFS, and ingest is not under test here.
-        root = f"{request.getfixturevalue('hdfs').uri}/publish-{uuid.uuid4().hex[:8]}"
-        fs.copy(DatasetPaths(local_root, DATASET, "v1").tensors, DatasetPaths(root, DATASET, "v1").tensors)
-    paths, model_paths = DatasetPaths(root, DATASET, "v1"), ModelPaths(root, "base")
-    run = train(fs, paths, model_paths, TRAIN)
-    metrics = evaluate(fs, paths, model_paths, run["run_id"], EvalParams(min_accuracy=0.3))
+        config = make_config(f"{request.getfixturevalue('hdfs').uri}/publish-{uuid.uuid4().hex[:8]}", "v1", **TRAIN)
+        fs.copy(local.paths.tensors, config.paths.tensors)
+    run = train(fs, config)
+    metrics = evaluate(fs, config)
     assert metrics["blessed"], metrics["reason"]
-    return {"fs": fs, "root": root, "paths": paths, "run": run, "metrics": metrics}
+    return {"fs": fs, "root": config.root, "config": config, "paths": config.paths, "run": run, "metrics": metrics}
 
 
 def clone_run(ctx: dict, model: str, run_id: str) -> None:
@@ -56,10 +52,11 @@ def test_published_savedmodel_predicts_like_the_keras_model(trained, tmp_path):
     import keras
     import tensorflow as tf
 
-    from sparkvision import tfdata
-    from sparkvision.layout import uri_path
-    from sparkvision.publish import fetch_version, latest_version, publish
-    from sparkvision.train import local_tensors
+    from sparkvision.platform.catalog import latest_version
+    from sparkvision.platform.layout import uri_path
+    from sparkvision.registry.publish import fetch_version, publish
+    from sparkvision.training import tfdata
+    from sparkvision.training.train import local_tensors
 
     fs, model_paths = trained["fs"], ModelPaths(trained["root"], "serve")
     clone_run(trained, "serve", trained["run"]["run_id"])
@@ -79,9 +76,9 @@ def test_published_savedmodel_predicts_like_the_keras_model(trained, tmp_path):
     assert version == 1
     serving = tf.saved_model.load(local)
     model = keras.models.load_model(f"{local}/model.keras")
-    tensors = local_tensors(fs, trained["paths"], tmp_path) if trained["root"].startswith("hdfs") else None
+    tensors = local_tensors(fs, trained["paths"].tensors, tmp_path) if trained["root"].startswith("hdfs") else None
     test_dir = (tensors / "test") if tensors else f"{uri_path(trained['paths'].tensors)}/test"
-    x = np.concatenate([c for c, _ in tfdata.iter_chunks(tfdata.shard_files(test_dir), (28, 28, 1))])
+    x = np.concatenate([c for c, _ in tfdata.iter_chunks(tfdata.shard_files(test_dir), (28, 28, 1), seed=None)])
     assert len(x) == 250
     served = serving.serve(tf.constant(x)).numpy()
     direct = model.predict(x, verbose=0)
@@ -93,17 +90,20 @@ def test_published_savedmodel_predicts_like_the_keras_model(trained, tmp_path):
     assert [name for name in fs.list(model_paths.published) if not name.startswith(".")] == ["1", "LATEST"]
 
 
-def test_a_worse_model_is_not_published(trained, hadoop_fs):
-    from sparkvision.evaluate import evaluate
-    from sparkvision.publish import NotBlessedError, latest_version, publish, published_versions
-    from sparkvision.train import train
+def test_a_worse_model_is_not_published(trained, make_config):
+    from sparkvision.evaluation.evaluate import evaluate
+    from sparkvision.platform.catalog import latest_version, published_versions
+    from sparkvision.registry.publish import NotBlessedError, publish
+    from sparkvision.training.train import train
 
     fs, model_paths = trained["fs"], ModelPaths(trained["root"], "guarded")
     clone_run(trained, "guarded", trained["run"]["run_id"])
     publish(fs, model_paths, trained["run"]["run_id"])  # the champion
     # Deliberately worse: one epoch at a learning rate too small to learn anything.
-    worse = train(fs, trained["paths"], model_paths, replace(TRAIN, epochs=1, learning_rate=1e-7))
-    metrics = evaluate(fs, trained["paths"], model_paths, worse["run_id"], EvalParams(min_accuracy=0.0))
+    params = {**TRAIN, "model": "guarded", "epochs": 1, "learning_rate": 1e-7, "min_accuracy": 0.0}
+    config = make_config(trained["root"], "v1", **params)
+    worse = train(fs, config)
+    metrics = evaluate(fs, config)
     assert not metrics["blessed"] and "worse than the champion" in metrics["reason"]
     assert metrics["champion"]["version"] == 1
     assert metrics["champion"]["accuracy"] == pytest.approx(trained["metrics"]["accuracy"])
@@ -114,7 +114,8 @@ def test_a_worse_model_is_not_published(trained, hadoop_fs):
 
 
 def test_racing_publishers_never_share_a_version(trained):
-    from sparkvision.publish import latest_version, publish, published_versions
+    from sparkvision.platform.catalog import latest_version, published_versions
+    from sparkvision.registry.publish import publish
 
     fs, model_paths = trained["fs"], ModelPaths(trained["root"], "race")
     for run in ("run-a", "run-b"):
@@ -159,7 +160,8 @@ def test_rollback_points_latest_at_an_earlier_version(trained, project_dir):
     import subprocess
     import sys
 
-    from sparkvision.publish import latest_version, publish
+    from sparkvision.platform.catalog import latest_version
+    from sparkvision.registry.publish import publish, rollback
 
     if trained["root"].startswith("hdfs"):
         pytest.skip("rollback only rewrites LATEST: the same code on both roots, checked on file:// (faster)")
@@ -169,7 +171,7 @@ def test_rollback_points_latest_at_an_earlier_version(trained, project_dir):
         publish(fs, model_paths, run)
     assert latest_version(fs, model_paths) == 2
     done = subprocess.run(
-        [sys.executable, str(project_dir / "spark_jobs/publish.py"), "--root", trained["root"], *ROLLBACK_ARGS],
+        [sys.executable, str(project_dir / "spark_jobs/rollback.py"), "--root", trained["root"], *ROLLBACK_ARGS],
         capture_output=True,
         text=True,
         timeout=120,
@@ -178,6 +180,4 @@ def test_rollback_points_latest_at_an_earlier_version(trained, project_dir):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert latest_version(fs, model_paths) == 1 and fs.exists(model_paths.version(2))
     with pytest.raises(ValueError, match="no published version 7"):
-        from sparkvision.publish import rollback
-
         rollback(fs, model_paths, 7)

@@ -7,23 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparkvision import schema
-from sparkvision.layout import SPLITS, SUCCESS, DatasetPaths, uri_path
-from sparkvision.tensorize import SplitParams, run_tensorize
+from sparkvision.platform import schema
+from sparkvision.platform.layout import SPLITS, SUCCESS, DatasetPaths, uri_path
+from sparkvision.training.tensorize import run_tensorize
 
 pytestmark = pytest.mark.integration
 DATASET = "fashion_mnist"
-
-
-def build_tensors(spark, root: str, version: str, limit: int, params: SplitParams | None = None) -> dict:
-    """Raw drop of ``limit`` train + ``limit`` test images -> curated -> tensors; the stats."""
-    from sparkvision.ingest import IngestParams, run_ingest
-    from sparkvision.rawdrop import lay_out
-
-    paths = DatasetPaths(root, DATASET, version)
-    lay_out(root, DATASET, version, limit=limit)
-    run_ingest(spark, paths, IngestParams())
-    return run_tensorize(spark, paths, params or SplitParams())
 
 
 def splits_by_content(spark, paths: DatasetPaths) -> dict[str, str]:
@@ -39,11 +28,10 @@ def splits_by_content(spark, paths: DatasetPaths) -> dict[str, str]:
     return {row[schema.CONTENT_HASH]: row[schema.SPLIT] for row in joined}
 
 
-def test_split_of_an_image_is_the_same_across_versions(spark, tmp_path):
+def test_split_of_an_image_is_the_same_across_versions(spark, tmp_path, make_tensors):
     root = (tmp_path / "root").as_uri()
-    params = SplitParams(validation_share=0.2)
-    first = build_tensors(spark, root, "v1", 60, params)
-    second = build_tensors(spark, root, "v2", 120, params)  # v2 holds v1's images and more
+    config, first = make_tensors(root, "v1", 60, validation_share=0.2)
+    _, second = make_tensors(root, "v2", 120, validation_share=0.2)  # v2 holds v1's images and more
     assert first["counts"]["test"] == 60 and second["counts"]["test"] == 120  # the source's test set
     old = splits_by_content(spark, DatasetPaths(root, DATASET, "v1"))
     new = splits_by_content(spark, DatasetPaths(root, DATASET, "v2"))
@@ -52,23 +40,24 @@ def test_split_of_an_image_is_the_same_across_versions(spark, tmp_path):
     assert not moved
     assert {"train", "validation"} <= set(new.values())
     # re-running a version gives the same splits
-    run_tensorize(spark, DatasetPaths(root, DATASET, "v1"), params)
+    run_tensorize(spark, config)
     assert splits_by_content(spark, DatasetPaths(root, DATASET, "v1")) == old
 
 
-def test_stats_row_groups_and_success(spark, tmp_path):
+def test_stats_row_groups_and_success(spark, tmp_path, make_tensors):
     import pyarrow.parquet as pq
 
-    from sparkvision import tfdata
+    from sparkvision.training import tfdata
 
     root = (tmp_path / "root").as_uri()
-    stats = build_tensors(spark, root, "v1", 200)
+    config, stats = make_tensors(root, "v1", 200)
+    assert stats["fingerprint"] == config.tensors_fingerprint
     tensors = uri_path(DatasetPaths(root, DATASET, "v1").tensors)
     assert (Path(tensors) / SUCCESS).exists() and (Path(tensors) / "stats.json").exists()
     assert sum(stats["counts"].values()) == 400
     assert sum(stats["per_label"]["train"].values()) == stats["counts"]["train"]
     files = tfdata.shard_files(f"{tensors}/train")
-    x = np.concatenate([chunk for chunk, _ in tfdata.iter_chunks(files, tuple(stats["image_shape"]))])
+    x = np.concatenate([chunk for chunk, _ in tfdata.iter_chunks(files, tuple(stats["image_shape"]), seed=None)])
     assert stats["channel_mean"][0] == pytest.approx(x.mean(), abs=0.01)
     assert stats["channel_std"][0] == pytest.approx(x.std(), abs=0.01)
     for path in files:  # small row groups, for streaming

@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from sparkvision.layout import DatasetPaths, ModelPaths, uri_path
-from sparkvision.params import TrainParams, run_id
-from sparkvision.train import HISTORY_CSV, HISTORY_FILE, read_history
-from tests.integration.test_tensorize import DATASET, build_tensors
+from sparkvision.platform.layout import RUN_HISTORY, RUN_HISTORY_CSV, uri_path
+from sparkvision.training.train import read_history
 
 pytestmark = pytest.mark.integration
 MODEL = "resume_cnn"
@@ -44,16 +42,13 @@ def checkpointed_epochs(run_dir: Path) -> int:
         return 0
 
 
-def test_training_killed_mid_epoch_resumes_from_its_checkpoint(spark, tmp_path, project_dir):
+def test_training_killed_mid_epoch_resumes_from_its_checkpoint(spark, tmp_path, project_dir, make_tensors):
     root = (tmp_path / "root").as_uri()
-    build_tensors(spark, root, "v1", 300)
-    params = TrainParams(architecture="reference", epochs=25, early_stopping_patience=0, max_train_minutes=0)
-    run_dir = Path(uri_path(ModelPaths(root, MODEL).run(run_id(DATASET, "v1", params))))
-    args = [
-        *("--root", root, "--dataset", DATASET, "--version", "v1", "--model", MODEL),
-        *("--architecture", "reference", "--epochs", "25", "--early-stopping-patience", "0"),
-        *("--max-train-minutes", "0"),
-    ]
+    overrides = {"model": MODEL, "architecture": "reference", "epochs": 25, "early_stopping_patience": 0}
+    overrides["max_train_minutes"] = 0
+    config, _ = make_tensors(root, "v1", 300, **overrides)
+    run_dir = Path(uri_path(config.run_uri))
+    args = ["--root", root, "dataset=fashion_mnist", "version=v1", *(f"{k}={v}" for k, v in overrides.items())]
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONPATH": str(project_dir)}
     first = subprocess.Popen(
         spark_submit(project_dir, args),
@@ -85,40 +80,30 @@ def test_training_killed_mid_epoch_resumes_from_its_checkpoint(spark, tmp_path, 
     start = int(resumed.group(1)) - 1
     assert start >= 1  # not again at epoch 0
     assert start >= finished_before  # at least the epochs whose checkpoint we saw
-    summary = json.loads((run_dir / HISTORY_FILE).read_text())
+    summary = json.loads((run_dir / RUN_HISTORY).read_text())
     assert summary["resumed_at_epoch"] == start and summary["epochs_run_now"] == 25 - start
-    epochs = [int(row["epoch"]) for row in read_history(run_dir / HISTORY_CSV)]
+    epochs = [int(row["epoch"]) for row in read_history(run_dir / RUN_HISTORY_CSV)]
     assert epochs == list(range(25))  # every epoch once, across both attempts
     assert re.search(r"epoch 25/25: .* images/s", second.stdout)
     for name in ("model.keras", "export/saved_model.pb", "backup", "best.weights.h5", "_SUCCESS"):
         assert (run_dir / name).exists(), name
 
     # A retry of a finished run trains nothing.
-    from sparkvision.storage import HadoopFS
-    from sparkvision.train import train
+    from sparkvision.platform.storage import HadoopFS
+    from sparkvision.training.train import train
 
-    again = train(HadoopFS(spark), DatasetPaths(root, DATASET, "v1"), ModelPaths(root, MODEL), params)
+    again = train(HadoopFS(spark), config)
     assert again["epochs"] == 25 and again["resumed_at_epoch"] == start
 
 
-def test_early_stopping_and_time_budget_stop_training(spark, tmp_path, hadoop_fs):
-    from sparkvision.train import train
+def test_early_stopping_and_time_budget_stop_training(spark, tmp_path, hadoop_fs, make_tensors, make_config):
+    from sparkvision.training.train import train
 
     root = (tmp_path / "root").as_uri()
-    build_tensors(spark, root, "v1", 100)
-    paths, model_paths = DatasetPaths(root, DATASET, "v1"), ModelPaths(root, MODEL)
+    make_tensors(root, "v1", 100)
+    common = {"model": MODEL, "architecture": "reference", "epochs": 30}
     # A learning rate this small cannot improve validation accuracy for long: patience 1 stops it.
-    patient = train(
-        hadoop_fs,
-        paths,
-        model_paths,
-        TrainParams(architecture="reference", epochs=30, learning_rate=1e-7, early_stopping_patience=1),
-    )
+    patient = train(hadoop_fs, make_config(root, "v1", **common, learning_rate=1e-7, early_stopping_patience=1))
     assert patient["epochs"] < 30
-    budget = train(
-        hadoop_fs,
-        paths,
-        model_paths,
-        TrainParams(architecture="reference", epochs=30, early_stopping_patience=0, max_train_minutes=0.0001),
-    )
+    budget = train(hadoop_fs, make_config(root, "v1", **common, early_stopping_patience=0, max_train_minutes=0.0001))
     assert budget["epochs"] == 1  # the first epoch already passes a 6 ms budget

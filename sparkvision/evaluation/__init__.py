@@ -1,0 +1,1 @@
+"""Evaluation: test metrics of a trained run and the published champion, plots, report, blessing."""

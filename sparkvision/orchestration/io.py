@@ -1,0 +1,62 @@
+"""Small reads and writes on the storage root from an Airflow task: WebHDFS on HDFS, else local.
+
+The Spark jobs use Spark's own Hadoop client (``sparkvision.platform.storage``); a task of the
+DAG has no JVM, so it goes through the WebHDFS connection the sensors use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any
+
+from sparkvision.platform import settings
+from sparkvision.platform.layout import is_hdfs, uri_path
+
+
+def _webhdfs():
+    from airflow.providers.apache.hdfs.hooks.webhdfs import WebHDFSHook
+
+    return WebHDFSHook(settings.webhdfs_conn_id()).get_conn()
+
+
+def read_text(uri: str) -> str:
+    """Read a small text file from the root."""
+    if is_hdfs(uri):
+        with _webhdfs().read(uri_path(uri)) as reader:
+            return reader.read().decode("utf-8")
+    with open(uri_path(uri)) as handle:
+        return handle.read()
+
+
+def read_json(uri: str) -> Any:
+    """Read a small JSON file from the root (see read_text)."""
+    return json.loads(read_text(uri))
+
+
+def commit_new(uri: str, text: str) -> str:
+    """Write an immutable, content-addressed file once: staged, then renamed into place."""
+    path = uri_path(uri)
+    parent, name = path.rsplit("/", 1)
+    tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
+    if is_hdfs(uri):
+        client = _webhdfs()
+        if client.status(path, strict=False) is not None:
+            return uri
+        client.makedirs(parent)
+        client.write(tmp, data=text.encode("utf-8"), overwrite=True)
+        try:
+            client.rename(tmp, path)
+        except Exception:  # the hdfs library's HdfsError: another writer committed the same bytes first
+            client.delete(tmp)
+            if client.status(path, strict=False) is None:
+                raise
+        return uri
+    if os.path.exists(path):
+        return uri
+    os.makedirs(parent, exist_ok=True)
+    with open(tmp, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+    return uri

@@ -1,0 +1,1 @@
+"""Registry: publishing blessed runs as immutable, versioned models (TF Serving layout) and LATEST."""
