@@ -280,7 +280,13 @@ def decode(data: bytes, params: IngestParams) -> Decoded:
 
 def decode_array(data: bytes, params: IngestParams) -> tuple[np.ndarray, int, int, int]:
     """``decode`` without the copy to bytes: (HxWxC uint8 array, original height, width, channels)."""
-    spec, max_pixels, background = params.spec, params.max_pixels, params.alpha_background
+    return decode_pixels(data, params.spec, params.max_pixels, params.resize_policy, params.alpha_background)
+
+
+def decode_pixels(
+    data: bytes, spec: ImageSpec, max_pixels: int, resize_policy: str, background: int
+) -> tuple[np.ndarray, int, int, int]:
+    """``decode_array`` with the parameters taken apart (a decode loop parses ``image_shape`` once)."""
     if len(data) == 0:
         raise Rejected(EMPTY, "the file has zero bytes")
     fmt = sniff(data)
@@ -308,7 +314,5 @@ def decode_array(data: bytes, params: IngestParams) -> tuple[np.ndarray, int, in
     if image.shape[0] * image.shape[1] > max_pixels:
         raise Rejected(TOO_LARGE, f"{image.shape[0]}x{image.shape[1]} pixels is over the limit of {max_pixels}")
     orig_channels = 1 if image.ndim == 2 else image.shape[2]
-    pixels = resize(
-        convert_channels(to_uint8(image), spec.channels, background), spec, params.resize_policy, background
-    )
+    pixels = resize(convert_channels(to_uint8(image), spec.channels, background), spec, resize_policy, background)
     return np.ascontiguousarray(pixels), image.shape[0], image.shape[1], orig_channels
