@@ -35,10 +35,10 @@ import os
 import time
 
 from sparkvision.config.params import IngestParams
-from sparkvision.ingest import images
-from sparkvision.ingest.decode import decode_batches, decode_local, decode_record
-from sparkvision.ingest.files import drop_dir, listing_paths, skipped_name, walk_batches
+from sparkvision.ingest import hadoop, images, parts
+from sparkvision.ingest.files import drop_dir, skipped_name, walk_batches
 from sparkvision.ingest.summary import (
+    AccountingError,
     assign_label_indices,
     build_manifest,
     dataset_hash,
@@ -84,6 +84,10 @@ PARQUET_WRITE_OPTIONS = {
 }
 #: file:// roots: no decode task for fewer files than this (see ``decode_partitions``).
 MIN_FILES_PER_TASK = 10_000
+#: file:// roots: folders of the staged output that the write pass reads and that are removed
+#: before the commit: the decode tasks' spill files and the duplicates table.
+SPILL_DIR = "_spill"
+DUPLICATES_DIR = "_duplicates"
 
 
 class TooManyRejectsError(RuntimeError):
@@ -103,8 +107,12 @@ def ingest_conf(spark) -> dict[str, str]:
 
 
 def list_drop(spark, paths: DatasetPaths):
-    """List the drop (the one listing of the run): a binaryFile DataFrame (path, length, content)."""
-    return spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(paths.raw)
+    """List the drop in tasks (the one listing of the run), cached and counted: (path, length) rows."""
+    from pyspark.storagelevel import StorageLevel
+
+    listing = hadoop.list_files(spark, paths.raw).persist(StorageLevel.DISK_ONLY)
+    listing.count()
+    return listing
 
 
 def run_ingest(spark, paths: DatasetPaths, params: IngestParams) -> dict:
@@ -131,151 +139,230 @@ def decode_partitions(found: int, params: IngestParams, parallelism: int) -> int
 
 
 def ingest_local(spark, paths: DatasetPaths, params: IngestParams, started: float | None = None) -> dict:
-    """Ingest a drop on a local (or everywhere-mounted) filesystem: listing and reading in tasks.
+    """Ingest a drop on a local (or everywhere-mounted) filesystem: pixels never enter the JVM.
 
-    The listing (paths only) is range-partitioned and sorted by path before decoding, so every
-    decode task holds one sorted range of paths: its rows go to their curated file as they are,
-    and no pixel is ever shuffled or sorted.
+    Tasks list the drop (paths only); a range partitioning on path gives every decode task one
+    sorted range of paths. Its Python worker reads and decodes the files, keeps the decoded rows
+    in a spill file of its own and hands Spark only the small columns (``parts.SMALL_SCHEMA``).
+    Spark finds the duplicate groups and adds up the statistics from those; then each decode
+    task's range is written as one curated file by a Python worker (``parts.write_parts``).
     """
     from pyspark.sql.pandas.types import from_arrow_schema
     from pyspark.storagelevel import StorageLevel
 
+    from sparkvision.platform.storage import HadoopFS
+
     started = time.monotonic() if started is None else started
+    fs = HadoopFS(spark)
     drop_path = drop_dir(paths.raw)
     entries = sorted(name for name in os.listdir(drop_path) if not skipped_name(name))
-    tasks = max(1, min(len(entries), spark.sparkContext.defaultParallelism))
     listing = (
-        spark.createDataFrame([(name,) for name in entries], "entry string")
-        .repartition(tasks)
+        spark.createDataFrame([(name,) for name in entries] or [("",)], "entry string")
+        .filter("entry != ''")
         .mapInArrow(lambda it: walk_batches(it, drop_path), f"{schema.PATH} string")
         .persist(StorageLevel.DISK_ONLY)
     )
+    small = None
+    parent = paths.curated.rsplit("/", 1)[0]
+    fs.mkdirs(parent)
     try:
         found = listing.count()
-        decode_tasks = decode_partitions(found, params, spark.sparkContext.defaultParallelism)
+        tasks = decode_partitions(found, params, spark.sparkContext.defaultParallelism)
         log.info(
-            "found %d files in %s (%d top-level entries listed in %d tasks; %.1fs); decoding in %d tasks",
+            "found %d files in %s (%d top-level entries; %.1fs); decoding in %d tasks",
             found,
             paths.raw,
             len(entries),
-            tasks,
             time.monotonic() - started,
-            decode_tasks,
+            tasks,
         )
-        decoded = (
-            listing.repartitionByRange(decode_tasks, schema.PATH)
-            .sortWithinPartitions(schema.PATH)
-            .mapInArrow(lambda it: decode_local(it, drop_path, params), from_arrow_schema(schema.DECODED_SCHEMA))
-            .persist(StorageLevel.DISK_ONLY)
+        with fs.staged_dir(paths.curated) as tmp:
+            work = drop_dir(tmp)
+            spill_dir, dups_dir = f"{work}/{SPILL_DIR}", f"{work}/{DUPLICATES_DIR}"
+            os.makedirs(spill_dir)
+            small = (
+                listing.repartitionByRange(tasks, schema.PATH)
+                .sortWithinPartitions(schema.PATH)
+                .mapInArrow(
+                    lambda it: parts.decode_to_spill(it, drop_path, params, spill_dir),
+                    from_arrow_schema(parts.SMALL_SCHEMA),
+                )
+                .persist(StorageLevel.DISK_ONLY)
+            )
+            members, duplicates = _duplicate_members(small)
+            listing.unpersist()
+            log.info("decoded (%.1fs); duplicates %s", time.monotonic() - started, duplicates)
+            counted = small
+            if members is not None and params.drop_duplicates:
+                counted = _as_dropped(small, members)
+            summary = _summarizer(params)(counted)
+            summary["duplicates"] = 0 if params.drop_duplicates else duplicates["files"]
+            log.info("summarized (%.1fs)", time.monotonic() - started)
+            manifest, label_index, failed = _manifest(fs, summary, found, duplicates, paths, params)
+            if members is not None:
+                members.select(parts.PART, schema.PATH, parts.FIRST).write.partitionBy(parts.PART).parquet(
+                    f"{tmp}/{DUPLICATES_DIR}"
+                )
+            else:
+                dups_dir = None
+            written = (
+                spark.range(0, tasks, 1, tasks)
+                .mapInArrow(
+                    lambda it: parts.write_parts(
+                        it,
+                        spill_dir,
+                        dups_dir,
+                        work,
+                        label_index,
+                        params,
+                        write_images=not failed,
+                    ),
+                    f"{parts.PART} int, images long, rejects long",
+                )
+                .collect()
+            )
+            images_written = sum(row["images"] for row in written)
+            rejects_written = sum(row["rejects"] for row in written)
+            expected = (0 if failed else manifest["accepted"], manifest["rejected"])
+            if (images_written, rejects_written) != expected:
+                raise AccountingError(
+                    f"accounting error: wrote {images_written} images and {rejects_written} rejects, "
+                    f"expected {expected[0]} and {expected[1]}"
+                )
+            fs.delete(f"{tmp}/{SPILL_DIR}")
+            fs.delete(f"{tmp}/{DUPLICATES_DIR}")
+            if not failed:
+                manifest["output_files"] = sum(row["images"] > 0 or row[parts.PART] == 0 for row in written)
+                log.info("wrote %s (%.1fs)", CURATED_IMAGES, time.monotonic() - started)
+            _close(fs, tmp, manifest, label_index, failed, started)
+    finally:
+        listing.unpersist()
+        if small is not None:
+            small.unpersist()
+    return _report(manifest, params, paths, failed)
+
+
+def _duplicate_members(small):
+    """Accepted files whose content an earlier path (in path order) has: (rows, counts) or (None, counts).
+
+    The groups (hash -> first path) are checkpointed in the executors; the members are the
+    accepted rows joined to them (a broadcast join while the groups are small, else a sort-merge
+    join: Spark chooses), with ``part`` (their write task) and ``parts.FIRST``.
+    """
+    from pyspark.sql import functions as F
+
+    accepted = small.filter(F.col(schema.REASON).isNull())
+    firsts = (
+        accepted.groupBy(schema.CONTENT_HASH)
+        .agg(F.min(schema.PATH).alias(parts.FIRST), F.count("*").alias("_n"))
+        .filter(F.col("_n") > 1)
+        .localCheckpoint(eager=True)
+    )
+    counts = firsts.agg(F.count("*").alias("groups"), F.sum(F.col("_n") - 1).alias("files")).first()
+    info = {"groups": counts["groups"], "files": counts["files"] or 0}
+    if not info["groups"]:
+        return None, info
+    members = accepted.join(firsts.select(schema.CONTENT_HASH, parts.FIRST), schema.CONTENT_HASH).filter(
+        F.col(schema.PATH) != F.col(parts.FIRST)
+    )
+    return members, info
+
+
+def _as_dropped(small, members):
+    """The small rows with every duplicate turned into a ``duplicate_content`` reject (drop_duplicates)."""
+    from pyspark.sql import functions as F
+
+    dropped = members.select(schema.PATH, F.lit(True).alias("_dropped"))
+    return (
+        small.join(dropped, schema.PATH, "left")
+        .withColumn(schema.REASON, F.when(F.col("_dropped"), F.lit(images.DUPLICATE)).otherwise(F.col(schema.REASON)))
+        .drop("_dropped")
+    )
+
+
+def ingest_listed(spark, listing, paths: DatasetPaths, params: IngestParams, started: float | None = None) -> dict:
+    """Ingest the files of a listing made by ``list_drop`` (any Hadoop filesystem; tests remove
+    files in between): the JVM reads them, many at a time per task (``hadoop.read_files``)."""
+    from pyspark.storagelevel import StorageLevel
+
+    started = time.monotonic() if started is None else started
+    try:
+        found = listing.count()
+        tasks = decode_partitions(found, params, spark.sparkContext.defaultParallelism)
+        log.info(
+            "found %d files in %s (%.1fs); reading and decoding in %d tasks",
+            found,
+            paths.raw,
+            time.monotonic() - started,
+            tasks,
         )
-        return _curate(spark, decoded, found, paths, params, started, None, presorted=True)
+        decoded = hadoop.decoded_files(spark, paths.raw, listing, tasks, params).persist(StorageLevel.DISK_ONLY)
+        return _curate(spark, decoded, found, paths, params, started)
     finally:
         listing.unpersist()
 
 
-def ingest_listed(spark, files, paths: DatasetPaths, params: IngestParams, started: float | None = None) -> dict:
-    """Ingest the files of a listing made by ``list_drop`` (tests remove files in between)."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.pandas.types import from_arrow_schema
-    from pyspark.storagelevel import StorageLevel
-
-    started = time.monotonic() if started is None else started
-    drop_path = drop_dir(paths.raw)
-    decoded_type = from_arrow_schema(schema.DECODED_SCHEMA)
-    found = len(files._jdf.inputFiles())  # the listing itself: no job, no file opened
-    log.info("found %d files in %s (%d tasks)", found, paths.raw, files.rdd.getNumPartitions())
-
-    # Files over max_file_bytes are filtered by their listed length (binaryFile never reads
-    # their bytes) and, like unreadable and empty files, accounted for from the listing.
-    # On file:// the Python workers read the bytes themselves (about twice the JVM reader's
-    # rate here: no checksum-filesystem open per file); elsewhere Spark's reader does.
-    local = paths.raw.startswith("file:")
-    columns = ["path", "length"] if local else ["path", "length", "content"]
-    decoded = (
-        files.filter(F.col("length") <= params.max_file_bytes)
-        .select(*columns)
-        .mapInArrow(lambda it: decode_batches(it, drop_path, params, local_read=local), decoded_type)
-        .persist(StorageLevel.DISK_ONLY)
-    )
-
-    def unaccounted():
-        return _unreadable(spark, files, decoded, drop_path, params, decoded_type)
-
-    return _curate(spark, decoded, found, paths, params, started, unaccounted)
-
-
-def _curate(
-    spark,
-    decoded,
-    found: int,
-    paths: DatasetPaths,
-    params: IngestParams,
-    started: float,
-    unaccounted,
-    presorted: bool = False,
-):
-    """From cached decoded rows: duplicates, statistics, manifest and the staged, atomic writes.
-
-    ``unaccounted``: builds the rows of listed files that ``decoded`` lacks (None: it lacks none).
-    ``presorted``: every partition of ``decoded`` is a sorted range of paths (ingest_local).
-    """
-    from pyspark.sql import functions as F
-
+def _curate(spark, decoded, found: int, paths: DatasetPaths, params: IngestParams, started: float):
+    """From cached decoded rows, each partition a sorted range of paths: duplicates, statistics,
+    manifest and the staged, atomic writes (the JVM path: any Hadoop filesystem)."""
     from sparkvision.platform.storage import HadoopFS
 
     fs = HadoopFS(spark)
-    summarize = _summarizer(params)
     cached = [decoded]
     try:
         flagged, duplicates = _flag_duplicates(decoded, params.drop_duplicates)
         log.info("decoded and cached (%.1fs); %s", time.monotonic() - started, duplicates)
         # Only dropped duplicates change the statistics (they become rejects): else no join needed.
         counted = flagged if params.drop_duplicates and duplicates["files"] else decoded
-        summary = summarize(counted)
+        summary = _summarizer(params)(counted)
         log.info("summarized (%.1fs)", time.monotonic() - started)
-        seen = sum(n for n, _ in summary["groups"].values())
-        if seen != found and unaccounted is not None:
-            # Listed but not decoded: empty, over max_file_bytes, unreadable or vanished.
-            unreadable = unaccounted().persist()
-            cached.append(unreadable)
-            log.warning("%d listed files were not decoded (empty, too large or unreadable)", unreadable.count())
-            flagged = flagged.unionByName(unreadable.withColumn(schema.DUPLICATE_OF, F.lit(None).cast("string")))
-            summary = summarize(counted.unionByName(unreadable, allowMissingColumns=True))
         summary["duplicates"] = 0 if params.drop_duplicates else duplicates["files"]  # kept duplicates
-
-        manifest = build_manifest(summary, found, None, paths, params)
-        manifest["duplicates"] = duplicates
-        parent = paths.curated.rsplit("/", 1)[0]
-        previous = previous_version(fs, paths)
-        previous_manifest = (
-            fs.read_json(f"{fs.readable(f'{parent}/{previous}')}/{CURATED_MANIFEST}") if previous else {}
-        )
-        previous_labels = previous_manifest.get("label_index")
-        label_index = assign_label_indices(manifest["per_label"], previous_labels)
-        manifest["label_index"] = label_index
-        manifest["previous_version"] = previous
-        manifest["label_drift"] = label_drift(
-            previous_manifest.get("per_label"), manifest["per_label"], params.drift_threshold
-        )
-        manifest["content_hash"] = dataset_hash(summary["hash_sum"], params, label_index)
-        failed = manifest["rejected_share"] > params.max_rejected_share
-        manifest["status"] = "failed: rejected share over max_rejected_share" if failed else "ok"
-
-        fs.mkdirs(parent)
+        manifest, label_index, failed = _manifest(fs, summary, found, duplicates, paths, params)
+        fs.mkdirs(paths.curated.rsplit("/", 1)[0])
         with fs.staged_dir(paths.curated) as tmp:
             if not failed:
-                _write_images(flagged, label_index, manifest["accepted"], params, tmp, presorted)
+                _write_images(flagged, label_index, tmp)
                 manifest["output_files"] = sum(name.endswith(".parquet") for name in fs.list(f"{tmp}/{CURATED_IMAGES}"))
                 log.info("wrote %s (%.1fs)", CURATED_IMAGES, time.monotonic() - started)
-                fs.write_json(f"{tmp}/{CURATED_LABELS}", label_index)
-            _write_rejects(flagged, manifest["rejected"], tmp, params.target_file_mb)
-            manifest["duration_s"] = round(time.monotonic() - started, 2)
-            fs.write_json(f"{tmp}/{CURATED_MANIFEST}", manifest)
-            if not failed:
-                fs.touch(f"{tmp}/{SUCCESS}")
+            _write_rejects(flagged, tmp)
+            _close(fs, tmp, manifest, label_index, failed, started)
     finally:
         for frame in cached:
             frame.unpersist()
+    return _report(manifest, params, paths, failed)
+
+
+def _manifest(fs, summary: dict, found: int, duplicates: dict, paths: DatasetPaths, params: IngestParams):
+    """(manifest, label index, failed): counts, labels against the previous version, drift, content hash."""
+    manifest = build_manifest(summary, found, None, paths, params)
+    manifest["duplicates"] = duplicates
+    parent = paths.curated.rsplit("/", 1)[0]
+    previous = previous_version(fs, paths)
+    previous_manifest = fs.read_json(f"{fs.readable(f'{parent}/{previous}')}/{CURATED_MANIFEST}") if previous else {}
+    label_index = assign_label_indices(manifest["per_label"], previous_manifest.get("label_index"))
+    manifest["label_index"] = label_index
+    manifest["previous_version"] = previous
+    manifest["label_drift"] = label_drift(
+        previous_manifest.get("per_label"), manifest["per_label"], params.drift_threshold
+    )
+    manifest["content_hash"] = dataset_hash(summary["hash_sum"], params, label_index)
+    failed = manifest["rejected_share"] > params.max_rejected_share
+    manifest["status"] = "failed: rejected share over max_rejected_share" if failed else "ok"
+    return manifest, label_index, failed
+
+
+def _close(fs, tmp: str, manifest: dict, label_index: dict[str, int], failed: bool, started: float) -> None:
+    """The last files of a staged output: labels.json, manifest.json and (when it passed) _SUCCESS."""
+    if not failed:
+        fs.write_json(f"{tmp}/{CURATED_LABELS}", label_index)
+    manifest["duration_s"] = round(time.monotonic() - started, 2)
+    fs.write_json(f"{tmp}/{CURATED_MANIFEST}", manifest)
+    if not failed:
+        fs.touch(f"{tmp}/{SUCCESS}")
+
+
+def _report(manifest: dict, params: IngestParams, paths: DatasetPaths, failed: bool) -> dict:
+    """Log the manifest (and drift); raise TooManyRejectsError when the run failed its share check."""
     _log_manifest(manifest, params)
     if failed:
         raise TooManyRejectsError(
@@ -357,49 +444,8 @@ def _summarizer(params: IngestParams):
     return summarize
 
 
-def _unreadable(spark, files, decoded, drop_path: str, params: IngestParams, decoded_type):
-    """DECODED rows for the listed files that no decoded row stands for.
-
-    Spark's file scan never reads zero-length files, skips unreadable ones and (by the length
-    filter) files over max_file_bytes: the listing minus the decoded paths finds them all, and
-    one status call per missing file (on the driver; they are few) tells which.
-    """
-    from pyspark.sql import DataFrame
-
-    jvm = spark._jvm
-    # The listing stays in the JVM (it may hold millions of paths): String[] -> Dataset[String].
-    paths_seq = jvm.scala.collection.immutable.ArraySeq.unsafeWrapArray(files._jdf.inputFiles())
-    listed_j = spark._jsparkSession.createDataset(paths_seq, jvm.org.apache.spark.sql.Encoders.STRING()).toDF()
-    listed = DataFrame(listed_j, spark).mapInArrow(
-        lambda it: listing_paths(it, drop_path), f"uri string, {schema.PATH} string"
-    )
-    missing = listed.join(decoded.select(schema.PATH), schema.PATH, "left_anti").collect()
-    conf = spark._jsc.hadoopConfiguration()
-    rows = []
-    for row in missing:
-        path = jvm.org.apache.hadoop.fs.Path(jvm.java.net.URI(row["uri"]))
-        try:
-            size = int(path.getFileSystem(conf).getFileStatus(path).getLen())
-            if size == 0:
-                reason = (images.EMPTY, "the file has zero bytes")
-            elif size > params.max_file_bytes:
-                reason = (images.FILE_TOO_LARGE, f"{size} bytes is over max_file_bytes={params.max_file_bytes}")
-            else:
-                reason = None
-        except Exception as exc:  # py4j wraps the Java exception
-            size, reason = None, (images.UNREADABLE, f"vanished after the listing: {str(exc).splitlines()[0][:200]}")
-        reason = reason or (images.UNREADABLE, "listed, but the read failed (see the executor log)")
-        rows.append(decode_record(row[schema.PATH], None, params, size, reason))
-    return spark.createDataFrame(rows, decoded_type)
-
-
-def _write_images(flagged, label_index: dict[str, int], accepted: int, params: IngestParams, tmp: str, presorted: bool):
-    """images.parquet: accepted rows sorted by path, in files sized by bytes.
-
-    ``presorted``: each partition is already a sorted path range, written as one file as it is.
-    Otherwise one file (coalesce, no shuffle) or a range partitioning on path, then a sort: every
-    file's content is the same whatever the listing order.
-    """
+def _write_images(flagged, label_index: dict[str, int], tmp: str) -> None:
+    """images.parquet: accepted rows, each partition (a sorted path range) written as one file."""
     from pyspark.sql import functions as F
 
     mapping = F.create_map(*[x for label, i in label_index.items() for x in (F.lit(label), F.lit(i))])
@@ -408,20 +454,15 @@ def _write_images(flagged, label_index: dict[str, int], accepted: int, params: I
         .withColumn(schema.LABEL_INDEX, mapping[F.col(schema.LABEL)].cast("int"))
         .select(*schema.CURATED_SCHEMA.names)
     )
-    if not presorted:
-        n = output_partitions(accepted, params.spec.nbytes + 200, params.target_file_mb)
-        rows = rows.coalesce(1) if n == 1 else rows.repartitionByRange(n, schema.PATH)
-        rows = rows.sortWithinPartitions(schema.PATH)
     rows.write.options(**PARQUET_WRITE_OPTIONS).parquet(f"{tmp}/{CURATED_IMAGES}")
 
 
-def _write_rejects(flagged, rejected: int, tmp: str, target_file_mb: int) -> None:
+def _write_rejects(flagged, tmp: str) -> None:
+    """rejects.parquet: rejected rows, each partition (a sorted path range) written as it is."""
     from pyspark.sql import functions as F
 
     rows = flagged.filter(F.col(schema.REASON).isNotNull()).select(*schema.REJECTS_SCHEMA.names)
-    n = output_partitions(rejected, 300, target_file_mb)
-    rows = rows.coalesce(1) if n == 1 else rows.repartitionByRange(n, schema.PATH)
-    rows.sortWithinPartitions(schema.PATH).write.parquet(f"{tmp}/{CURATED_REJECTS}")
+    rows.write.parquet(f"{tmp}/{CURATED_REJECTS}")
 
 
 def _log_manifest(manifest: dict, params: IngestParams) -> None:

@@ -300,3 +300,27 @@ def test_job_killed_mid_write_leaves_nothing_visible_and_rerun_gives_one_output(
     out, _ = failing.communicate(timeout=180)
     assert failing.returncode == 1
     assert "ingest failed: 600 of 600 files rejected" in out
+
+
+def test_local_and_hadoop_readers_give_the_same_output(spark, hadoop_fs, hdfs, tmp_path):
+    """The file:// reader (Python workers, pyarrow writes) and the Hadoop reader (JVM reads, Spark
+    writes) on the same drop: the same accounting, rows, rejects and content hash."""
+    files, _ = mixed_corpus()
+    files.pop("shirt/vanishes.png")
+    files |= {f"coat/{n:03d}.png": png(grey()) for n in range(40)}
+    params = IngestParams(image_shape="16x20x3", resize_policy="crop", max_rejected_share=1.0, max_file_bytes=100_000)
+    outputs = []
+    for root in ((tmp_path / "root").as_uri(), f"{hdfs.uri}/t/{tmp_path.name}"):
+        paths = lay_out(hadoop_fs, root, tmp_path, files, "same", "v1")
+        manifest = run_ingest(spark, paths, params)
+        images_rows = read_table(spark, f"{paths.curated}/images.parquet")
+        rejects_rows = read_table(spark, f"{paths.curated}/rejects.parquet")
+        outputs.append((manifest, images_rows, rejects_rows))
+    (local, local_images, local_rejects), (remote, remote_images, remote_rejects) = outputs
+    for key in ("files_found", "accepted", "rejected_by_reason", "per_label", "duplicates", "content_hash"):
+        assert local[key] == remote[key], key
+    assert local["channel_mean"] == remote["channel_mean"] and local["channel_std"] == remote["channel_std"]
+    assert local_images == remote_images
+    assert [(r["path"], r["reason"], r["size"]) for r in local_rejects] == [
+        (r["path"], r["reason"], r["size"]) for r in remote_rejects
+    ]

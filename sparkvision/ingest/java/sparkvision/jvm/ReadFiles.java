@@ -1,0 +1,128 @@
+package sparkvision.jvm;
+
+import java.io.FileNotFoundException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.security.PrivilegedExceptionAction;
+import java.util.ArrayDeque;
+import java.util.Deque;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Future;
+import java.util.concurrent.SynchronousQueue;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.hadoop.security.UserGroupInformation;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.api.java.UDF2;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StructType;
+import org.apache.spark.util.SerializableConfiguration;
+
+/**
+ * Reads a batch of small files with many reads in flight: {@code read_files(paths array<string>) -> struct}.
+ *
+ * <p>A small file on HDFS costs round trips, not bytes: a NameNode call to locate its block, then a DataNode
+ * read. One task reading its files one after the other waits on those round trips; this UDF keeps up to
+ * {@code concurrency} reads of one batch in flight (threads of a pool shared by the tasks of the JVM), so the
+ * waits overlap, and returns the batch's contents in the order of the paths. A file that cannot be read gets a
+ * null content and the error; one larger than {@code maxBytes} is not kept (its size says why). Memory: one
+ * batch's contents (the caller bounds a batch by its listed bytes).
+ *
+ * <p>Result: {@code struct<content: array<binary>, size: array<bigint>, error: array<string>>}.
+ */
+public class ReadFiles implements UDF2<String, scala.collection.Seq<String>, Row> {
+  public static final StructType RESULT =
+      new StructType()
+          .add("content", DataTypes.createArrayType(DataTypes.BinaryType, true), false)
+          .add("size", DataTypes.createArrayType(DataTypes.LongType, true), false)
+          .add("error", DataTypes.createArrayType(DataTypes.StringType, true), false);
+
+  private static ExecutorService pool;
+
+  private final SerializableConfiguration conf;
+  private final long maxBytes;
+  private final int concurrency;
+  private transient FileSystem fs;
+
+  public ReadFiles(Configuration conf, long maxBytes, int concurrency) {
+    this.conf = new SerializableConfiguration(conf);
+    this.maxBytes = maxBytes;
+    this.concurrency = Math.max(1, concurrency);
+  }
+
+  private static synchronized ExecutorService pool() {
+    if (pool == null) {
+      // threads made on demand, idle ones end after a minute; callers bound what they have in flight
+      ThreadPoolExecutor executor =
+          new ThreadPoolExecutor(0, Integer.MAX_VALUE, 60, TimeUnit.SECONDS, new SynchronousQueue<>(), r -> {
+            Thread thread = new Thread(r, "sparkvision-read-files");
+            thread.setDaemon(true);
+            return thread;
+          });
+      pool = executor;
+    }
+    return pool;
+  }
+
+  /** Files of one batch: {@code root} (the drop) and paths relative to it. */
+  @Override
+  public Row call(String root, scala.collection.Seq<String> paths) throws Exception {
+    int n = paths.length();
+    byte[][] contents = new byte[n][];
+    Long[] sizes = new Long[n];
+    String[] errors = new String[n];
+    if (fs == null) {
+      fs = new Path(root).getFileSystem(conf.value());
+    }
+    UserGroupInformation user = UserGroupInformation.getCurrentUser();
+    Path base = new Path(root);
+    ExecutorService executor = pool();
+    Deque<Future<Object[]>> inFlight = new ArrayDeque<>();
+    int submitted = 0;
+    for (int i = 0; i < n; i++) {
+      while (submitted < n && submitted < i + concurrency) {
+        Path file = new Path(base, paths.apply(submitted));
+        inFlight.add(executor.submit(() -> user.doAs((PrivilegedExceptionAction<Object[]>) () -> read(file))));
+        submitted++;
+      }
+      Object[] result;
+      try {
+        result = inFlight.poll().get();
+      } catch (ExecutionException e) {
+        Throwable cause = e.getCause() == null ? e : e.getCause();
+        result = new Object[] {null, null, describe(cause)};
+      }
+      contents[i] = (byte[]) result[0];
+      sizes[i] = (Long) result[1];
+      errors[i] = (String) result[2];
+    }
+    return RowFactory.create(contents, sizes, errors);
+  }
+
+  /** {content, size, error} of one file: its bytes, or null and why (too large: null with its size). */
+  private Object[] read(Path file) {
+    try (InputStream in = fs.open(file)) {
+      int cap = (int) Math.min(maxBytes + 1, Integer.MAX_VALUE - 16);
+      byte[] data = in.readNBytes(cap);
+      if (data.length > maxBytes) {
+        long size = fs.getFileStatus(file).getLen();
+        return new Object[] {null, size, "over max_file_bytes"};
+      }
+      return new Object[] {data, (long) data.length, null};
+    } catch (IOException | RuntimeException e) {
+      return new Object[] {null, null, describe(e)};
+    }
+  }
+
+  private static String describe(Throwable e) {
+    String kind = e instanceof FileNotFoundException ? "FileNotFoundException" : e.getClass().getSimpleName();
+    String message = String.valueOf(e.getMessage()).split("\n", 2)[0];
+    return kind + ": " + (message.length() > 200 ? message.substring(0, 200) : message);
+  }
+}
