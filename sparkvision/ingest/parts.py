@@ -60,10 +60,17 @@ SMALL_SCHEMA = pa.schema(
         (PART, pa.int32()),
     ]
 )
+#: What a decode task and a write task tell the driver (Spark DDL, and as Arrow schemas).
+COUNTS = f"{PART} int, files long"
+WRITTEN = f"{PART} int, images long, rejects long"
+_COUNTS_SCHEMA = pa.schema([(PART, pa.int32()), ("files", pa.int64())])
+_WRITTEN_SCHEMA = pa.schema([(PART, pa.int32()), ("images", pa.int64()), ("rejects", pa.int64())])
 #: Columns of the duplicates table the write pass reads: a duplicate's path and its first path.
 FIRST = "first_path"
 #: A Parquet row group of images.parquet holds about this many bytes (as Spark's writer did).
 ROW_GROUP_BYTES = 32 * 1024 * 1024
+#: Bytes of one SMALL_SCHEMA row, about (paths, hashes, a dozen numbers).
+SMALL_ROW_BYTES = 200
 #: Columns whose values repeat (a dictionary pays); the others are unique per row.
 _DICTIONARY_COLUMNS = [
     schema.LABEL,
@@ -81,22 +88,31 @@ def spill_path(spill_dir: str, part: int) -> str:
 
 
 def decode_to_spill(
-    batches: Iterable[pa.RecordBatch], drop_path: str, params: IngestParams, spill_dir: str
+    batches: Iterable[pa.RecordBatch], drop_path: str, params: IngestParams, spill_dir: str, small_dir: str
 ) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body of the decode pass: paths -> SMALL rows; decoded rows -> this task's spill."""
+    """mapInArrow body of the decode pass: paths -> this task's spill file and small Parquet file.
+
+    Yields one COUNTS row (the task's part number and files decoded): Spark reads the small
+    columns back from the Parquet files, with its vectorized reader, only the columns it needs.
+    """
     from pyspark import TaskContext
 
     context = TaskContext.get()
     part = context.partitionId()
-    final = spill_path(spill_dir, part)
-    tmp = f"{spill_dir}/.part-{part:05d}.{context.attemptNumber()}.{os.getpid()}.tmp"
-    with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_stream(sink, SPILL_SCHEMA) as spill:
+    spill_file = spill_path(spill_dir, part)
+    spill_tmp = f"{spill_dir}/.part-{part:05d}.{context.attemptNumber()}.{os.getpid()}.tmp"
+    small = _PartWriter(small_dir, part, SMALL_SCHEMA, SMALL_ROW_BYTES, _DICTIONARY_COLUMNS)
+    files = 0
+    with pa.OSFile(spill_tmp, "wb") as sink, pa.ipc.new_stream(sink, SPILL_SCHEMA) as spill:
         for batch in decode_local(batches, drop_path, params):
             spill.write_batch(batch.select(SPILL_SCHEMA.names))
-            small = batch.select(SMALL_SCHEMA.names[:-1])
-            parts = pa.array(np.full(batch.num_rows, part, dtype=np.int32))
-            yield pa.RecordBatch.from_arrays([*small.columns, parts], schema=SMALL_SCHEMA)
-    os.replace(tmp, final)
+            columns = dict(zip(batch.schema.names, batch.columns, strict=True))
+            columns[PART] = pa.array(np.full(batch.num_rows, part, dtype=np.int32))
+            small.add(_batch(columns, SMALL_SCHEMA))
+            files += batch.num_rows
+    os.replace(spill_tmp, spill_file)
+    small.close()
+    yield pa.RecordBatch.from_pydict({PART: [part], "files": [files]}, schema=_COUNTS_SCHEMA)
 
 
 def write_parts(
@@ -119,8 +135,7 @@ def write_parts(
         for part in batch.column("id").to_pylist():
             counts = _write_part(part, spill_dir, dups_dir, out_dir, label_index, params, write_images)
             yield pa.RecordBatch.from_pydict(
-                {PART: [part], "images": [counts[0]], "rejects": [counts[1]]},
-                schema=pa.schema([(PART, pa.int32()), ("images", pa.int64()), ("rejects", pa.int64())]),
+                {PART: [part], "images": [counts[0]], "rejects": [counts[1]]}, schema=_WRITTEN_SCHEMA
             )
 
 
@@ -141,7 +156,7 @@ class _PartWriter:
     def __init__(self, folder: str, part: int, arrow_schema: pa.Schema, row_bytes: int, dictionary: list[str]) -> None:
         os.makedirs(folder, exist_ok=True)
         self.final = f"{folder}/part-{part:05d}.parquet"
-        self.tmp = f"{folder}/.part-{part:05d}.parquet.{os.getpid()}.tmp"
+        self.tmp = f"{folder}/.part-{part:05d}.parquet.{os.getpid()}.{id(self)}.tmp"
         self.rows_per_group = max(1, ROW_GROUP_BYTES // row_bytes)
         self.schema = arrow_schema
         self.writer = pq.ParquetWriter(

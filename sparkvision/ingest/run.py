@@ -87,6 +87,7 @@ MIN_FILES_PER_TASK = 10_000
 #: file:// roots: folders of the staged output that the write pass reads and that are removed
 #: before the commit: the decode tasks' spill files and the duplicates table.
 SPILL_DIR = "_spill"
+SMALL_DIR = "_small"
 DUPLICATES_DIR = "_duplicates"
 
 
@@ -143,141 +144,145 @@ def ingest_local(spark, paths: DatasetPaths, params: IngestParams, started: floa
 
     Tasks list the drop (paths only); a range partitioning on path gives every decode task one
     sorted range of paths. Its Python worker reads and decodes the files, keeps the decoded rows
-    in a spill file of its own and hands Spark only the small columns (``parts.SMALL_SCHEMA``).
-    Spark finds the duplicate groups and adds up the statistics from those; then each decode
-    task's range is written as one curated file by a Python worker (``parts.write_parts``).
+    in a spill file and writes their small columns (``parts.SMALL_SCHEMA``) as a Parquet file.
+    Spark finds the duplicates and adds up the statistics from those; then each decode task's
+    range is written as one curated file by a Python worker (``parts.write_parts``).
     """
     from pyspark.sql.pandas.types import from_arrow_schema
-    from pyspark.storagelevel import StorageLevel
 
     from sparkvision.platform.storage import HadoopFS
 
     started = time.monotonic() if started is None else started
     fs = HadoopFS(spark)
     drop_path = drop_dir(paths.raw)
+    listing = _list_local(spark, drop_path)
+    try:
+        found = listing.count()
+        tasks = decode_partitions(found, params, spark.sparkContext.defaultParallelism)
+        log.info(
+            "found %d files in %s (%.1fs); decoding in %d tasks", found, paths.raw, time.monotonic() - started, tasks
+        )
+        fs.mkdirs(paths.curated.rsplit("/", 1)[0])
+        with fs.staged_dir(paths.curated) as tmp:
+            work = drop_dir(tmp)
+            decoded = _decode_local(spark, listing, drop_path, work, tasks, params)
+            listing.unpersist()
+            if decoded != found:
+                raise AccountingError(f"accounting error: decoded {decoded} files, listed {found}")
+            small = spark.read.schema(from_arrow_schema(parts.SMALL_SCHEMA)).parquet(f"{tmp}/{SMALL_DIR}")
+            duplicates = _find_duplicates(small, f"{tmp}/{DUPLICATES_DIR}")
+            log.info("decoded (%.1fs); duplicates %s", time.monotonic() - started, duplicates)
+            counted = small
+            if params.drop_duplicates and duplicates["files"]:
+                counted = _as_dropped(small, spark.read.parquet(f"{tmp}/{DUPLICATES_DIR}").select(schema.PATH))
+            summary = _summarizer(params)(counted)
+            summary["duplicates"] = 0 if params.drop_duplicates else duplicates["files"]
+            log.info("summarized (%.1fs)", time.monotonic() - started)
+            manifest, label_index, failed = _manifest(fs, summary, found, duplicates, paths, params)
+            written = _write_local(spark, work, tasks, label_index, params, failed, bool(duplicates["files"]))
+            expected = (0 if failed else manifest["accepted"], manifest["rejected"])
+            if (written["images"], written["rejects"]) != expected:
+                raise AccountingError(f"accounting error: wrote {written}, expected {expected}")
+            for folder in (SPILL_DIR, SMALL_DIR, DUPLICATES_DIR):
+                fs.delete(f"{tmp}/{folder}")
+            if not failed:
+                manifest["output_files"] = written["files"]
+                log.info("wrote %s (%.1fs)", CURATED_IMAGES, time.monotonic() - started)
+            _close(fs, tmp, manifest, label_index, failed, started)
+    finally:
+        listing.unpersist()
+    return _report(manifest, params, paths, failed)
+
+
+def _list_local(spark, drop_path: str):
+    """The drop's files (relative paths), listed by tasks that each walk some top-level entries.
+
+    The driver lists only the top level (label folders and loose files); the listing is cached
+    on the executors' disks (it is read twice: sampled for the range partitioning, then shuffled).
+    """
+    from pyspark.storagelevel import StorageLevel
+
     entries = sorted(name for name in os.listdir(drop_path) if not skipped_name(name))
-    listing = (
+    return (
         spark.createDataFrame([(name,) for name in entries] or [("",)], "entry string")
         .filter("entry != ''")
         .mapInArrow(lambda it: walk_batches(it, drop_path), f"{schema.PATH} string")
         .persist(StorageLevel.DISK_ONLY)
     )
-    small = None
-    parent = paths.curated.rsplit("/", 1)[0]
-    fs.mkdirs(parent)
-    try:
-        found = listing.count()
-        tasks = decode_partitions(found, params, spark.sparkContext.defaultParallelism)
-        log.info(
-            "found %d files in %s (%d top-level entries; %.1fs); decoding in %d tasks",
-            found,
-            paths.raw,
-            len(entries),
-            time.monotonic() - started,
-            tasks,
-        )
-        with fs.staged_dir(paths.curated) as tmp:
-            work = drop_dir(tmp)
-            spill_dir, dups_dir = f"{work}/{SPILL_DIR}", f"{work}/{DUPLICATES_DIR}"
-            os.makedirs(spill_dir)
-            small = (
-                listing.repartitionByRange(tasks, schema.PATH)
-                .sortWithinPartitions(schema.PATH)
-                .mapInArrow(
-                    lambda it: parts.decode_to_spill(it, drop_path, params, spill_dir),
-                    from_arrow_schema(parts.SMALL_SCHEMA),
-                )
-                .persist(StorageLevel.DISK_ONLY)
-            )
-            members, duplicates = _duplicate_members(small)
-            listing.unpersist()
-            log.info("decoded (%.1fs); duplicates %s", time.monotonic() - started, duplicates)
-            counted = small
-            if members is not None and params.drop_duplicates:
-                counted = _as_dropped(small, members)
-            summary = _summarizer(params)(counted)
-            summary["duplicates"] = 0 if params.drop_duplicates else duplicates["files"]
-            log.info("summarized (%.1fs)", time.monotonic() - started)
-            manifest, label_index, failed = _manifest(fs, summary, found, duplicates, paths, params)
-            if members is not None:
-                members.select(parts.PART, schema.PATH, parts.FIRST).write.partitionBy(parts.PART).parquet(
-                    f"{tmp}/{DUPLICATES_DIR}"
-                )
-            else:
-                dups_dir = None
-            written = (
-                spark.range(0, tasks, 1, tasks)
-                .mapInArrow(
-                    lambda it: parts.write_parts(
-                        it,
-                        spill_dir,
-                        dups_dir,
-                        work,
-                        label_index,
-                        params,
-                        write_images=not failed,
-                    ),
-                    f"{parts.PART} int, images long, rejects long",
-                )
-                .collect()
-            )
-            images_written = sum(row["images"] for row in written)
-            rejects_written = sum(row["rejects"] for row in written)
-            expected = (0 if failed else manifest["accepted"], manifest["rejected"])
-            if (images_written, rejects_written) != expected:
-                raise AccountingError(
-                    f"accounting error: wrote {images_written} images and {rejects_written} rejects, "
-                    f"expected {expected[0]} and {expected[1]}"
-                )
-            fs.delete(f"{tmp}/{SPILL_DIR}")
-            fs.delete(f"{tmp}/{DUPLICATES_DIR}")
-            if not failed:
-                manifest["output_files"] = sum(row["images"] > 0 or row[parts.PART] == 0 for row in written)
-                log.info("wrote %s (%.1fs)", CURATED_IMAGES, time.monotonic() - started)
-            _close(fs, tmp, manifest, label_index, failed, started)
-    finally:
-        listing.unpersist()
-        if small is not None:
-            small.unpersist()
-    return _report(manifest, params, paths, failed)
 
 
-def _duplicate_members(small):
-    """Accepted files whose content an earlier path (in path order) has: (rows, counts) or (None, counts).
+def _decode_local(spark, listing, drop_path: str, work: str, tasks: int, params: IngestParams) -> int:
+    """The decode pass: ``tasks`` sorted path ranges, each decoded by one task into its spill
+    file and its Parquet file of small columns (under ``work``); returns the files decoded."""
+    spill_dir, small_dir = f"{work}/{SPILL_DIR}", f"{work}/{SMALL_DIR}"
+    for folder in (spill_dir, small_dir):
+        os.makedirs(folder)
+    counts = (
+        listing.repartitionByRange(tasks, schema.PATH)
+        .sortWithinPartitions(schema.PATH)
+        .mapInArrow(lambda it: parts.decode_to_spill(it, drop_path, params, spill_dir, small_dir), parts.COUNTS)
+        .collect()
+    )
+    return sum(row["files"] for row in counts)
 
-    The groups (hash -> first path) are checkpointed in the executors; the members are the
-    accepted rows joined to them (a broadcast join while the groups are small, else a sort-merge
-    join: Spark chooses), with ``part`` (their write task) and ``parts.FIRST``.
+
+def _find_duplicates(small, out: str) -> dict:
+    """Write the duplicates table (``part``, ``path``, ``parts.FIRST``; partitioned by part) to ``out``.
+
+    A duplicate is an accepted file whose content hash an earlier path (in path order) has. One
+    job: the accepted rows are grouped by hash with a window (a shuffle of hashes and paths; a
+    large group spills, it is never held whole) and the counts are observed on the way to the
+    write. Returns {"groups": duplicate groups, "files": files that duplicate an earlier one}.
     """
+    from pyspark.sql import Observation, Window
     from pyspark.sql import functions as F
 
-    accepted = small.filter(F.col(schema.REASON).isNull())
-    firsts = (
-        accepted.groupBy(schema.CONTENT_HASH)
-        .agg(F.min(schema.PATH).alias(parts.FIRST), F.count("*").alias("_n"))
+    group = Window.partitionBy(schema.CONTENT_HASH)
+    grouped = (
+        small.filter(F.col(schema.REASON).isNull())
+        .select(schema.CONTENT_HASH, schema.PATH, parts.PART)
+        .withColumn(parts.FIRST, F.min(schema.PATH).over(group))
+        .withColumn("_n", F.count("*").over(group))
         .filter(F.col("_n") > 1)
-        .localCheckpoint(eager=True)
     )
-    counts = firsts.agg(F.count("*").alias("groups"), F.sum(F.col("_n") - 1).alias("files")).first()
-    info = {"groups": counts["groups"], "files": counts["files"] or 0}
-    if not info["groups"]:
-        return None, info
-    members = accepted.join(firsts.select(schema.CONTENT_HASH, parts.FIRST), schema.CONTENT_HASH).filter(
-        F.col(schema.PATH) != F.col(parts.FIRST)
+    counts = Observation("duplicates")
+    first = F.col(schema.PATH) == F.col(parts.FIRST)
+    observed = grouped.observe(
+        counts, F.count(F.when(first, 1)).alias("groups"), F.count(F.when(~first, 1)).alias("files")
     )
-    return members, info
+    observed.filter(~first).select(parts.PART, schema.PATH, parts.FIRST).write.partitionBy(parts.PART).parquet(out)
+    found = counts.get
+    return {"groups": found.get("groups", 0), "files": found.get("files", 0)}
 
 
-def _as_dropped(small, members):
+def _as_dropped(small, duplicates):
     """The small rows with every duplicate turned into a ``duplicate_content`` reject (drop_duplicates)."""
     from pyspark.sql import functions as F
 
-    dropped = members.select(schema.PATH, F.lit(True).alias("_dropped"))
+    dropped = duplicates.select(schema.PATH, F.lit(True).alias("_dropped"))
     return (
         small.join(dropped, schema.PATH, "left")
         .withColumn(schema.REASON, F.when(F.col("_dropped"), F.lit(images.DUPLICATE)).otherwise(F.col(schema.REASON)))
         .drop("_dropped")
     )
+
+
+def _write_local(spark, work: str, tasks: int, label_index, params: IngestParams, failed: bool, duplicates: bool):
+    """The write pass: one task per decode task writes its curated files; totals of what was written."""
+    spill_dir, dups_dir = f"{work}/{SPILL_DIR}", f"{work}/{DUPLICATES_DIR}" if duplicates else None
+    written = (
+        spark.range(0, tasks, 1, tasks)
+        .mapInArrow(
+            lambda it: parts.write_parts(it, spill_dir, dups_dir, work, label_index, params, write_images=not failed),
+            parts.WRITTEN,
+        )
+        .collect()
+    )
+    return {
+        "images": sum(row["images"] for row in written),
+        "rejects": sum(row["rejects"] for row in written),
+        "files": sum(row["images"] > 0 or row[parts.PART] == 0 for row in written),
+    }
 
 
 def ingest_listed(spark, listing, paths: DatasetPaths, params: IngestParams, started: float | None = None) -> dict:
