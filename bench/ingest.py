@@ -149,6 +149,7 @@ class _Memory:
 
     def __init__(self, pid: int, interval: float = 0.2) -> None:
         self.peaks: dict[int, tuple[int, str]] = {}
+        self.cpu: dict[int, tuple[float, str]] = {}
         self.marks: dict[str, dict[int, tuple[int, str]]] = {}
         self._stop = threading.Event()
         self._interval = interval
@@ -167,11 +168,12 @@ class _Memory:
                 return
             for proc in procs:
                 try:
-                    rss, name = proc.memory_info().rss, _kind(proc)
+                    rss, name, times = proc.memory_info().rss, _kind(proc), proc.cpu_times()
                 except psutil.Error:
                     continue
                 if rss > self.peaks.get(proc.pid, (0, ""))[0]:
                     self.peaks[proc.pid] = (rss, name)
+                self.cpu[proc.pid] = (times.user + times.system, name)
             self._stop.wait(self._interval)
 
     def mark(self, name: str) -> None:
@@ -181,6 +183,10 @@ class _Memory:
         self._stop.set()
         self._thread.join()
         result = _summary(self.peaks)
+        by_kind: dict[str, float] = {}
+        for seconds, name in self.cpu.values():
+            by_kind[name] = by_kind.get(name, 0.0) + seconds
+        result["cpu_by_process_s"] = {name: round(seconds, 1) for name, seconds in sorted(by_kind.items())}
         for name, peaks in self.marks.items():
             result[name] = _summary(peaks)
         return result

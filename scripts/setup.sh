@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Install everything sparkvision needs on a fresh Debian machine; idempotent and fast when done.
-#   1. Debian packages (Java 17, Maven, Kerberos headers for gssapi, the Fashion-MNIST dataset,
+#   1. Debian packages (Java 17 with javac, Maven, Kerberos headers for gssapi, the Fashion-MNIST dataset,
 #      PostgreSQL for the production-like Airflow, Chromium for the browser tests)
 #   2. .venv with the pinned Python stack (requirements.lock) and exactly one pyspark 4.3.0
 #   3. the Hadoop 3.5.0 jars from Maven Central into .cache/hadoop/lib
 #   4. a JVM class-data-sharing archive for spark-submit (scripts/spark_cds.sh)
+#   5. the ingest's Java classes (HDFS listing and reading) compiled into .cache/jvm
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT_DIR="$PWD"
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-APT_PACKAGES=(openjdk-17-jre-headless maven libkrb5-dev gcc dataset-fashion-mnist postgresql chromium)
+APT_PACKAGES=(openjdk-17-jdk-headless maven libkrb5-dev gcc dataset-fashion-mnist postgresql chromium)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -49,4 +50,5 @@ if ! ls .cache/hadoop/lib/hadoop-hdfs-3.5.0.jar >/dev/null 2>&1; then
     -DoutputDirectory="$ROOT_DIR/.cache/hadoop/lib" -DincludeScope=runtime
 fi
 bash scripts/spark_cds.sh
+.venv/bin/python -m sparkvision.ingest.hadoop > /dev/null
 log "ready: .venv (Python $(.venv/bin/python -c 'import platform; print(platform.python_version())')), pyspark 4.3.0, Hadoop jars in .cache/hadoop/lib"

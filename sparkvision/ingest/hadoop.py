@@ -214,3 +214,7 @@ def decoded_files(spark, uri: str, listing, partitions: int, params: IngestParam
     return read_files(spark, uri, listing, partitions, params.max_file_bytes).mapInArrow(
         lambda it: decode_read(it, params), from_arrow_schema(schema.DECODED_SCHEMA)
     )
+
+
+if __name__ == "__main__":  # python -m sparkvision.ingest.hadoop: build the jar (scripts/setup.sh, the image)
+    print(build_jar())
