@@ -219,37 +219,38 @@ def _write_part(
         writer(CURATED_REJECTS)
         if write_images:
             writer(CURATED_IMAGES)
-    with pa.memory_map(spill_path(spill_dir, part)) as source:
-        for batch in pa.ipc.open_stream(source):
-            if duplicates:
-                found = [duplicates.get(path) for path in batch.column(schema.PATH).to_pylist()]
-                duplicate_of = pa.array(found, pa.string())
-            else:
-                duplicate_of = pa.nulls(batch.num_rows, pa.string())
-            reason, detail = batch.column(schema.REASON), batch.column(schema.DETAIL)
-            if params.drop_duplicates and duplicates:
-                dropped = pc.and_kleene(pc.is_null(reason), pc.is_valid(duplicate_of))
-                reason = pc.if_else(dropped, pa.scalar(images.DUPLICATE), reason)
-                detail = pc.if_else(dropped, pc.binary_join_element_wise("same content as ", duplicate_of, ""), detail)
-                duplicate_of = pc.if_else(dropped, pa.scalar(None, pa.string()), duplicate_of)
-            accepted = pc.is_null(reason)
-            columns = {name: batch.column(name) for name in SPILL_SCHEMA.names}
-            columns.update({schema.REASON: reason, schema.DETAIL: detail, schema.DUPLICATE_OF: duplicate_of})
-            rejected = pc.invert(accepted)
-            if pc.any(rejected).as_py():
-                rows = pa.RecordBatch.from_arrays(
-                    [columns[n] for n in schema.REJECTS_SCHEMA.names], schema=schema.REJECTS_SCHEMA
-                )
-                writer(CURATED_REJECTS).add(rows.filter(rejected))
-            if write_images and pc.any(accepted).as_py():
-                kept = {name: pc.filter(column, accepted) for name, column in columns.items()}
-                kept[schema.LABEL_INDEX] = pc.take(label_values, pc.index_in(kept[schema.LABEL], value_set=label_names))
-                rows = pa.RecordBatch.from_arrays(
-                    [kept[n] for n in schema.CURATED_SCHEMA.names], schema=schema.CURATED_SCHEMA
-                )
-                writer(CURATED_IMAGES).add(rows)
+    for batch in _spilled(spill_path(spill_dir, part)):
+        if duplicates:
+            found = [duplicates.get(path) for path in batch.column(schema.PATH).to_pylist()]
+            duplicate_of = pa.array(found, pa.string())
+        else:
+            duplicate_of = pa.nulls(batch.num_rows, pa.string())
+        reason, detail = batch.column(schema.REASON), batch.column(schema.DETAIL)
+        if params.drop_duplicates and duplicates:
+            dropped = pc.and_kleene(pc.is_null(reason), pc.is_valid(duplicate_of))
+            reason = pc.if_else(dropped, pa.scalar(images.DUPLICATE), reason)
+            detail = pc.if_else(dropped, pc.binary_join_element_wise("same content as ", duplicate_of, ""), detail)
+            duplicate_of = pc.if_else(dropped, pa.scalar(None, pa.string()), duplicate_of)
+        accepted = pc.is_null(reason)
+        columns = {name: batch.column(name) for name in SPILL_SCHEMA.names}
+        columns.update({schema.REASON: reason, schema.DETAIL: detail, schema.DUPLICATE_OF: duplicate_of})
+        rejected = pc.invert(accepted)
+        if pc.any(rejected).as_py():
+            writer(CURATED_REJECTS).add(_batch(columns, schema.REJECTS_SCHEMA).filter(rejected))
+        if write_images and pc.any(accepted).as_py():
+            kept = {name: pc.filter(column, accepted) for name, column in columns.items()}
+            kept[schema.LABEL_INDEX] = pc.take(label_values, pc.index_in(kept[schema.LABEL], value_set=label_names))
+            writer(CURATED_IMAGES).add(_batch(kept, schema.CURATED_SCHEMA))
     counts = {name: w.close() for name, w in writers.items()}
     return counts.get(CURATED_IMAGES, 0), counts.get(CURATED_REJECTS, 0)
+
+
+def _spilled(path: str) -> Iterator[pa.RecordBatch]:
+    """The batches of a spill file, none when there is none (a decode task over no files)."""
+    if not os.path.exists(path):
+        return
+    with pa.memory_map(path) as source:
+        yield from pa.ipc.open_stream(source)
 
 
 def _batch(columns: dict, arrow_schema: pa.Schema) -> pa.RecordBatch:
