@@ -257,8 +257,17 @@ def _ingest(root: str, version: str, files: int | None = None) -> dict:
     curated = DatasetPaths(root, DATASET, version).curated
     if root.startswith("file:"):
         shutil.rmtree(curated[len("file://") :], ignore_errors=True)
-    command = ["spark-submit", *SPARK_CONF, "spark_jobs/ingest.py", "--root", root, f"dataset={DATASET}"]
+    events = WORK / "events"
+    events.mkdir(parents=True, exist_ok=True)
+    before = set(os.listdir(events))
+    log_conf = [f"spark.eventLog.dir={events.as_uri()}", "spark.eventLog.enabled=true", "spark.eventLog.compress=false"]
+    command = ["spark-submit", *SPARK_CONF, *[x for c in log_conf for x in ("--conf", c)], "spark_jobs/ingest.py"]
+    command += ["--root", root, f"dataset={DATASET}"]
+    started = time.time()
     result = _timed([*command, f"version={version}"], _spark_env())
+    logs = sorted(set(os.listdir(events)) - before)
+    if logs:
+        result["timeline_s"] = _timeline(events / logs[-1], started, started + result["wall_s"])
     if root.startswith("file:"):
         manifest = json.loads(Path(curated[len("file://") :], "manifest.json").read_text())
         result.update(_from_manifest(manifest))
@@ -271,6 +280,51 @@ def _ingest(root: str, version: str, files: int | None = None) -> dict:
 def _from_manifest(manifest: dict) -> dict:
     keys = ("files_found", "accepted", "content_hash", "duration_s", "output_files")
     return {"files": manifest["files_found"], **{f"manifest_{k}": manifest[k] for k in keys if k in manifest}}
+
+
+def _timeline(event_log: Path, started: float, ended: float) -> dict:
+    """Where the wall time of a spark-submit went, from its Spark event log (epoch seconds in).
+
+    JVM and session start (until the application starts), the driver's own work (before the
+    first Spark job and between jobs), each ingest phase (its jobs' wall time: the job
+    descriptions name the phase, see sparkvision.ingest.run.phase) and the stop.
+    """
+    from sparkvision.ingest.run import PHASES
+
+    files = sorted(event_log.glob("events_*")) if event_log.is_dir() else [event_log]
+    app_start = app_end = None
+    jobs: dict[int, dict] = {}
+    for name in files:
+        for line in name.read_text().splitlines():
+            if not line.strip():
+                continue
+            event = json.loads(line)
+            kind = event["Event"]
+            if kind == "SparkListenerApplicationStart":
+                app_start = event["Timestamp"] / 1000
+            elif kind == "SparkListenerApplicationEnd":
+                app_end = event["Timestamp"] / 1000
+            elif kind == "SparkListenerJobStart":
+                description = (event.get("Properties") or {}).get("spark.job.description") or ""
+                phase = description.rsplit(": ", 1)[-1] if ": " in description else ""
+                jobs[event["Job ID"]] = {"start": event["Submission Time"] / 1000, "phase": phase}
+            elif kind == "SparkListenerJobEnd" and event["Job ID"] in jobs:
+                jobs[event["Job ID"]]["end"] = event["Completion Time"] / 1000
+    if app_start is None:
+        return {}
+    timeline = {"jvm_and_session_start": app_start - started}
+    busy_until = app_start
+    driver = 0.0
+    for job in sorted(jobs.values(), key=lambda j: j["start"]):
+        phase = job["phase"] if job["phase"] in PHASES else "other jobs"
+        end = job.get("end", job["start"])
+        driver += max(0.0, job["start"] - busy_until)
+        timeline[phase] = timeline.get(phase, 0.0) + max(0.0, end - max(job["start"], busy_until))
+        busy_until = max(busy_until, end)
+    timeline["driver_between_jobs"] = driver + max(0.0, (app_end or busy_until) - busy_until)
+    timeline["stop_and_exit"] = max(0.0, ended - (app_end or busy_until))
+    timeline["jobs"] = len(jobs)
+    return {key: round(value, 2) if isinstance(value, float) else value for key, value in timeline.items()}
 
 
 _TRIVIAL = """\
@@ -406,6 +460,16 @@ def _warm(folder: Path) -> None:
         Path(name).read_bytes()
 
 
+def _profile(result: dict) -> str:
+    """Where the wall time and the CPU of one run went (docs/ingest.md explains the phases)."""
+    timeline = result.get("timeline_s", {})
+    order = ["jvm_and_session_start", "listing", "decode", "duplicates", "statistics", "write", "other jobs"]
+    order += ["driver_between_jobs", "stop_and_exit"]
+    wall = ", ".join(f"{key.replace('_', ' ')} {timeline[key]}" for key in order if key in timeline)
+    cpu = ", ".join(f"{kind} {seconds}" for kind, seconds in result.get("cpu_by_process_s", {}).items() if seconds)
+    return f"wall s: {wall} ({timeline.get('jobs', '?')} Spark jobs); CPU s: {cpu}"
+
+
 def _mem(result: dict) -> str:
     text = f"largest process {result['peak_max_process_mb']} MB ({result['largest_process']})"
     if "listing" in result:
@@ -470,6 +534,7 @@ def run(argv: list[str]) -> dict:
             "value": f"{a['images_per_s']:,.0f} images/s ({a['wall_s']} s; CPU {a['cpu_s']} s)",
         },
         {"figure": f"ingest peak memory, {n:,} files", "value": _mem(ingest)},
+        {"figure": f"where the ingest's time went, {n:,} files", "value": _profile(ingest)},
     ]
     if _env_flag("SPARKVISION_BENCH_INGEST_B", True):
         b = _timed([sys.executable, "-m", "bench.ingest", "baseline-b", str(base), str(scratch / "b.parquet")])
@@ -501,6 +566,7 @@ def run(argv: list[str]) -> dict:
                 "target_met": vs_a >= 0.8,
             },
             {"figure": f"ingest peak memory, {x10['files']:,} files", "value": _mem(x10)},
+            {"figure": f"where the ingest's time went, {x10['files']:,} files", "value": _profile(x10)},
         ]
         record("ingest", rows, command, details, notes)
 
@@ -545,6 +611,7 @@ def run(argv: list[str]) -> dict:
                 "target_met": vs_local >= 0.5 if same_files else None,
             }
         )
+        rows.append({"figure": f"where the HDFS ingest's time went, {hdfs['files']:,} files", "value": _profile(hdfs)})
         if same_files:
             rows.append(
                 {

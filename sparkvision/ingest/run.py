@@ -33,6 +33,8 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sparkvision.config.params import IngestParams
 from sparkvision.ingest import hadoop, images, parts
@@ -91,6 +93,23 @@ SMALL_DIR = "_small"
 DUPLICATES_DIR = "_duplicates"
 
 
+#: Phases of an ingest, as its Spark jobs are described ("<job description>: <phase>"): the
+#: Spark UI and the benchmark's timeline (bench/ingest.py) group the jobs by them.
+PHASES = ("listing", "decode", "duplicates", "statistics", "write")
+
+
+@contextmanager
+def phase(spark, name: str) -> Iterator[None]:
+    """Describe the Spark jobs started in the block as ``<the job's description>: <name>``."""
+    context = spark.sparkContext
+    base = context.getLocalProperty("spark.job.description")
+    context.setJobDescription(f"{base or 'ingest'}: {name}")
+    try:
+        yield
+    finally:
+        context.setJobDescription(base)
+
+
 class TooManyRejectsError(RuntimeError):
     """The rejected share of a drop passed the threshold (the job exits with status 1)."""
 
@@ -112,7 +131,8 @@ def list_drop(spark, paths: DatasetPaths):
     from pyspark.storagelevel import StorageLevel
 
     listing = hadoop.list_files(spark, paths.raw).persist(StorageLevel.DISK_ONLY)
-    listing.count()
+    with phase(spark, "listing"):
+        listing.count()
     return listing
 
 
@@ -157,7 +177,8 @@ def ingest_local(spark, paths: DatasetPaths, params: IngestParams, started: floa
     drop_path = drop_dir(paths.raw)
     listing = _list_local(spark, drop_path)
     try:
-        found = listing.count()
+        with phase(spark, "listing"):
+            found = listing.count()
         tasks = decode_partitions(found, params, spark.sparkContext.defaultParallelism)
         log.info(
             "found %d files in %s (%.1fs); decoding in %d tasks", found, paths.raw, time.monotonic() - started, tasks
@@ -165,21 +186,25 @@ def ingest_local(spark, paths: DatasetPaths, params: IngestParams, started: floa
         fs.mkdirs(paths.curated.rsplit("/", 1)[0])
         with fs.staged_dir(paths.curated) as tmp:
             work = drop_dir(tmp)
-            decoded = _decode_local(spark, listing, drop_path, work, tasks, params)
+            with phase(spark, "decode"):
+                decoded = _decode_local(spark, listing, drop_path, work, tasks, params)
             listing.unpersist()
             if decoded != found:
                 raise AccountingError(f"accounting error: decoded {decoded} files, listed {found}")
             small = spark.read.schema(from_arrow_schema(parts.SMALL_SCHEMA)).parquet(f"{tmp}/{SMALL_DIR}")
-            duplicates = _find_duplicates(small, f"{tmp}/{DUPLICATES_DIR}")
+            with phase(spark, "duplicates"):
+                duplicates = _find_duplicates(small, f"{tmp}/{DUPLICATES_DIR}")
             log.info("decoded (%.1fs); duplicates %s", time.monotonic() - started, duplicates)
             counted = small
             if params.drop_duplicates and duplicates["files"]:
                 counted = _as_dropped(small, spark.read.parquet(f"{tmp}/{DUPLICATES_DIR}").select(schema.PATH))
-            summary = _summarizer(params)(counted)
+            with phase(spark, "statistics"):
+                summary = _summarizer(params)(counted)
             summary["duplicates"] = 0 if params.drop_duplicates else duplicates["files"]
             log.info("summarized (%.1fs)", time.monotonic() - started)
             manifest, label_index, failed = _manifest(fs, summary, found, duplicates, paths, params)
-            written = _write_local(spark, work, tasks, label_index, params, failed, bool(duplicates["files"]))
+            with phase(spark, "write"):
+                written = _write_local(spark, work, tasks, label_index, params, failed, bool(duplicates["files"]))
             expected = (0 if failed else manifest["accepted"], manifest["rejected"])
             if (written["images"], written["rejects"]) != expected:
                 raise AccountingError(f"accounting error: wrote {written}, expected {expected}")
@@ -315,16 +340,18 @@ def _curate(spark, decoded, found: int, paths: DatasetPaths, params: IngestParam
     fs = HadoopFS(spark)
     cached = [decoded]
     try:
-        flagged, duplicates = _flag_duplicates(decoded, params.drop_duplicates)
+        with phase(spark, "decode"):  # the duplicate groups' job reads and decodes (and caches) first
+            flagged, duplicates = _flag_duplicates(decoded, params.drop_duplicates)
         log.info("decoded and cached (%.1fs); %s", time.monotonic() - started, duplicates)
         # Only dropped duplicates change the statistics (they become rejects): else no join needed.
         counted = flagged if params.drop_duplicates and duplicates["files"] else decoded
-        summary = _summarizer(params)(counted)
+        with phase(spark, "statistics"):
+            summary = _summarizer(params)(counted)
         log.info("summarized (%.1fs)", time.monotonic() - started)
         summary["duplicates"] = 0 if params.drop_duplicates else duplicates["files"]  # kept duplicates
         manifest, label_index, failed = _manifest(fs, summary, found, duplicates, paths, params)
         fs.mkdirs(paths.curated.rsplit("/", 1)[0])
-        with fs.staged_dir(paths.curated) as tmp:
+        with fs.staged_dir(paths.curated) as tmp, phase(spark, "write"):
             if not failed:
                 _write_images(flagged, label_index, tmp)
                 manifest["output_files"] = sum(name.endswith(".parquet") for name in fs.list(f"{tmp}/{CURATED_IMAGES}"))
