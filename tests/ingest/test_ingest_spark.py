@@ -308,6 +308,8 @@ def test_local_and_hadoop_readers_give_the_same_output(spark, hadoop_fs, hdfs, t
     files, _ = mixed_corpus()
     files.pop("shirt/vanishes.png")
     files |= {f"coat/{n:03d}.png": png(grey()) for n in range(40)}
+    skipped = {".hidden.png", "shirt/.DS_Store", "shirt/_tmp.png", "bag/part.png._COPYING_", "_logs/x.png"}
+    files |= {name: png(grey()) for name in skipped}  # not part of a drop on either filesystem
     params = IngestParams(image_shape="16x20x3", resize_policy="crop", max_rejected_share=1.0, max_file_bytes=100_000)
     outputs = []
     for root in ((tmp_path / "root").as_uri(), f"{hdfs.uri}/t/{tmp_path.name}"):
@@ -319,6 +321,7 @@ def test_local_and_hadoop_readers_give_the_same_output(spark, hadoop_fs, hdfs, t
     (local, local_images, local_rejects), (remote, remote_images, remote_rejects) = outputs
     for key in ("files_found", "accepted", "rejected_by_reason", "per_label", "duplicates", "content_hash"):
         assert local[key] == remote[key], key
+    assert local["files_found"] == len(files) - len(skipped)
     assert local["channel_mean"] == remote["channel_mean"] and local["channel_std"] == remote["channel_std"]
     assert local_images == remote_images
     assert [(r["path"], r["reason"], r["size"]) for r in local_rejects] == [
