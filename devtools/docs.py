@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-
 from collections.abc import Sequence
 
 from sparkvision.config.params import PARAMETERS, SCORING_PARAMETERS, Parameter
