@@ -35,7 +35,7 @@ from sparkvision.config.params import (
     parameters,
     unknown_names_message,
 )
-from sparkvision.config.runconfig import InvalidRunParams
+from sparkvision.config.runconfig import InvalidRunParams, RunConfig
 from sparkvision.platform.layout import (
     DatasetPaths,
     InvalidNameError,
@@ -204,9 +204,7 @@ class ScoringConfig:
         return cls.from_dict(json.loads(text))
 
 
-def config_from_json(text: str):
+def config_from_json(text: str) -> RunConfig | ScoringConfig:
     """A run config or a scoring config, by the JSON's ``kind``."""
-    from sparkvision.config.runconfig import RunConfig
-
     data = json.loads(text)
     return ScoringConfig.from_dict(data) if data.get("kind") == KIND else RunConfig.from_dict(data)
