@@ -8,8 +8,7 @@ point; docs/serving.md describes the outputs.
 2. **Already scored?** ``predictions/<model>/<version>/<batch>/`` with ``_SUCCESS`` and the same
    fingerprint (model version, source, top_k) is kept as it is unless ``rescore`` is set.
 3. **Listing and decoding exactly as ingest does**: the same listing (tasks walk the folders on
-   file://, and start loading the model in their Python workers meanwhile; Spark's binaryFile
-   listing elsewhere) and the same decode code and reasons
+   file://, Spark's binaryFile listing elsewhere) and the same decode code and reasons
    (``sparkvision.ingest.decode``), with the ingest parameters the model was trained with and
    no label folders needed. Decoding and scoring run in one Python pass per task (``mapInArrow``):
    pixels never go back to the JVM. Every file found is scored or rejected, never lost:
@@ -45,7 +44,7 @@ from sparkvision.platform.layout import (
 )
 from sparkvision.platform.spark import session_conf
 from sparkvision.serving.models import ModelSpec, published_model
-from sparkvision.serving.scoring import PREDICT_BATCH, Scorer, score_batches, ship, warming
+from sparkvision.serving.scoring import PREDICT_BATCH, Scorer, score_batches, ship
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +158,7 @@ def _score_local(spark, source: str, spec: ModelSpec, scorer: Scorer):
     listing = (
         spark.createDataFrame([(name,) for name in entries], "entry string")
         .repartition(tasks)
-        .mapInArrow(lambda it: walk_batches(warming(it, scorer), drop_path), f"{schema.PATH} string")
+        .mapInArrow(lambda it: walk_batches(it, drop_path), f"{schema.PATH} string")
         .persist(StorageLevel.DISK_ONLY)
     )
     try:

@@ -27,7 +27,6 @@ import hashlib
 import logging
 import os
 import tempfile
-import threading
 import uuid
 import zipfile
 from collections import OrderedDict
@@ -56,9 +55,6 @@ SHIPPED_DIR = "sparkvision-shipped"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 _LOADED: OrderedDict[str, Any] = OrderedDict()
-#: Held while a model loads: a task waits for a load that a warm-up started.
-_LOADING = threading.Lock()
-_WARMING: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -178,30 +174,17 @@ def model_path(scorer: Scorer) -> str:
 
 def serve_function(scorer: Scorer):
     """The model's ``serve`` function, loaded on first use in this process and cached."""
-    with _LOADING:
-        if scorer.name in _LOADED:
-            _LOADED.move_to_end(scorer.name)
-            return _LOADED[scorer.name].serve
-        _set_threads(scorer.threads)
-        import tensorflow as tf
+    if scorer.name in _LOADED:
+        _LOADED.move_to_end(scorer.name)
+        return _LOADED[scorer.name].serve
+    _set_threads(scorer.threads)
+    import tensorflow as tf
 
-        loaded = tf.saved_model.load(model_path(scorer))
-        _LOADED[scorer.name] = loaded
-        while len(_LOADED) > CACHE_SIZE:
-            _LOADED.popitem(last=False)
-        return loaded.serve
-
-
-def warming(batches: Iterable[pa.RecordBatch], scorer: Scorer) -> Iterator[pa.RecordBatch]:
-    """mapInArrow pass-through that starts loading the model in this Python worker, in the background.
-
-    The batch plan puts it in its listing stage: TensorFlow's import and the model load (seconds)
-    then overlap the listing, and the reused workers find the model loaded when scoring starts.
-    """
-    if scorer.name not in _WARMING:
-        _WARMING.add(scorer.name)
-        threading.Thread(target=serve_function, args=(scorer,), name="sparkvision-warm-up", daemon=True).start()
-    yield from batches
+    loaded = tf.saved_model.load(model_path(scorer))
+    _LOADED[scorer.name] = loaded
+    while len(_LOADED) > CACHE_SIZE:
+        _LOADED.popitem(last=False)
+    return loaded.serve
 
 
 def probabilities(scorer: Scorer, images: np.ndarray) -> np.ndarray:
