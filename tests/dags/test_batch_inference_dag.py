@@ -197,9 +197,10 @@ REST_CLIENT = textwrap.dedent(
 
 
 @pytest.mark.integration
-def test_a_published_version_triggers_a_scoring_run_through_the_asset(published_model, airflow_home, tmp_path):
+def test_a_published_version_triggers_a_scoring_run_through_the_asset(published_model, hadoop_fs, airflow_home,
+                                                                       tmp_path):  # fmt: skip
     """Airflow's own path: the event announce emits, queued for batch_inference, a run made by the scheduler."""
-    root = published_model.root
+    root = published_root(hadoop_fs, published_model, (tmp_path / "root").as_uri())  # its own incoming/
     for name in ("20261101", "20261102"):  # two complete batches and a newer, incomplete one
         drop_folder(Path(uri_path(published_model.paths.raw)) / "bag", f"{root}/incoming/{name}", labelled=False)
     Path(uri_path(f"{root}/incoming/20261103")).mkdir(parents=True)
@@ -207,7 +208,7 @@ def test_a_published_version_triggers_a_scoring_run_through_the_asset(published_
     assert airflow(env, "dags", "reserialize").returncode == 0
 
     # what image_training's announce emits for a new version (model, version, uri, ...)
-    extra = {"model": "fashion_cnn", "version": 1, "uri": published_model.model_paths.version(1)}
+    extra = {"model": "fashion_cnn", "version": 1, "uri": f"{root}/models/fashion_cnn/1"}
     done = subprocess.run([sys.executable, "-c", REST_CLIENT, json.dumps(extra)], env=env, capture_output=True,
                           text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
