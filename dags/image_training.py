@@ -14,7 +14,7 @@ when it is left empty, so the daily schedule and backfills each get their own pa
 | `evaluate` | test metrics, plots, champion comparison, blessing | `runs/<model>/<run id>/evaluation/` |
 | `check_blessed` | skips publishing (and says why) when not blessed | |
 | `publish` | next integer version, TF Serving layout, `LATEST` | `models/<model>/<version>/` |
-| `announce` | the `sparkvision_published_models` Asset event, extra = model, version, uri | |
+| `announce` | the `sparkvision_published_models` Asset event (triggers `batch_inference`) | |
 
 `resolve` writes the **run config** (every parameter and the identities derived from them) and
 passes only its URI on; every Spark job reads it (`--run-config`). The run id covers the ingest,
@@ -35,14 +35,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, Asset, task
+from airflow.sdk import DAG, task
 
+from sparkvision.orchestration.assets import published_models
 from sparkvision.orchestration.form import dag_params
 from sparkvision.orchestration.tasks import artifact_sensor, dag_macros, spark_job
 from sparkvision.platform import settings
 
 ROOT = settings.storage_root()
-PUBLISHED_MODELS = Asset(name="sparkvision_published_models", uri=f"{ROOT}/models/")
+PUBLISHED_MODELS = published_models(ROOT)
 
 with DAG(
     dag_id="image_training",

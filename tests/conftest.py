@@ -97,3 +97,27 @@ def make_tensors(spark, make_config):
         return config, run_tensorize(spark, config)
 
     return make
+
+
+#: Images per source split of the tests' published model (the serving and batch_inference tests).
+SERVED_SLICE = 200
+
+
+@pytest.fixture(scope="session")
+def published_model(spark, tmp_path_factory, make_tensors) -> RunConfig:
+    """A file:// root with fashion_mnist v1 (``SERVED_SLICE`` train + test images: raw drop, curated,
+    tensors) and fashion_cnn version 1 trained on it (reference CNN, one epoch), evaluated on the
+    executors and published. Returns the run's config (its ``root``, ``paths``, ``model_paths``)."""
+    from sparkvision.evaluation.evaluate import evaluate
+    from sparkvision.platform.storage import HadoopFS
+    from sparkvision.registry.publish import publish
+    from sparkvision.training.train import train
+
+    root = (tmp_path_factory.mktemp("served") / "root").as_uri()
+    fast = {"architecture": "reference", "epochs": 1, "batch_size": 64, "min_accuracy": 0.0, "max_regression": 1.0}
+    config, _ = make_tensors(root, "v1", SERVED_SLICE, **fast)
+    fs = HadoopFS(spark)
+    train(fs, config)
+    evaluate(spark, config)
+    publish(fs, config.model_paths, config.run_id)
+    return config

@@ -2,7 +2,8 @@
 
 Every file gives one row of ``DECODED_SCHEMA``: an image (pixels at the target shape, its sums
 for the statistics and its share of the dataset hash) or the reason it was rejected. Batch
-inference decodes with the same code, so its rejects have the same reasons.
+inference decodes with the same code, so its rejects have the same reasons; its batches have no
+labels (``labelled=False``: files need no label folder and get no label).
 """
 
 from __future__ import annotations
@@ -26,12 +27,16 @@ DECODED_BATCH_BYTES = 64 * 1024 * 1024
 _SQUARES = (np.arange(256, dtype=np.uint32) ** 2).astype(np.uint16)
 
 
-def decode_files(records: Iterable[tuple[str, bytes | None, int | None, tuple[str, str] | None]], params: IngestParams):
+def decode_files(
+    records: Iterable[tuple[str, bytes | None, int | None, tuple[str, str] | None]],
+    params: IngestParams,
+    labelled: bool = True,
+):
     """(relative path, bytes, size, reason when not read) per file -> DECODED_SCHEMA batches.
 
     Files are decoded one at a time as ``records`` yields them (a lazy reader holds one file's
     bytes at a time); pixels of one output batch land in one buffer. Precedence of reasons: no
-    label folder, unsafe label, not read, then what the bytes say.
+    label folder, unsafe label (both only when ``labelled``), not read, then what the bytes say.
     """
     spec = params.spec
     per_batch = max(1, DECODED_BATCH_BYTES // spec.nbytes)
@@ -43,7 +48,7 @@ def decode_files(records: Iterable[tuple[str, bytes | None, int | None, tuple[st
         dims: tuple = (None, None, None)
         reason: tuple = (None, None)
         try:
-            label = label_of(rel_path)
+            label = label_of(rel_path) if labelled else None
             if content is None:
                 raise images.Rejected(*(missing or (images.UNREADABLE, "the file could not be read")))
             digest = images.content_hash(content)
@@ -108,12 +113,13 @@ def decode_record(
     params: IngestParams,
     size: int | None = None,
     missing: tuple[str, str] = (images.UNREADABLE, "the file could not be read"),
+    labelled: bool = True,
 ) -> tuple:
     """One row of DECODED_SCHEMA (a tuple in its column order) for one file: ``decode_files`` of one.
 
     ``content`` None means the bytes were not read; ``missing`` gives the reason.
     """
-    (batch,) = decode_files([(rel_path, content, size, missing)], params)
+    (batch,) = decode_files([(rel_path, content, size, missing)], params, labelled)
     return tuple(column[0].as_py() for column in batch.columns)
 
 
@@ -123,6 +129,7 @@ def decode_batches(
     params: IngestParams,
     missing: tuple[str, str] = (images.UNREADABLE, "the file could not be read"),
     local_read: bool = False,
+    labelled: bool = True,
 ) -> Iterator[pa.RecordBatch]:
     """mapInArrow body over Spark's listing: binaryFile batches (path, length[, content]) -> DECODED.
 
@@ -148,10 +155,12 @@ def decode_batches(
             records = (
                 (relative_path(uri, drop_path), None, size, missing) for uri, size in zip(uris, sizes, strict=True)
             )
-        yield from decode_files(records, params)
+        yield from decode_files(records, params, labelled)
 
 
-def decode_local(batches: Iterable[pa.RecordBatch], drop_path: str, params: IngestParams) -> Iterator[pa.RecordBatch]:
+def decode_local(
+    batches: Iterable[pa.RecordBatch], drop_path: str, params: IngestParams, labelled: bool = True
+) -> Iterator[pa.RecordBatch]:
     """mapInArrow body for file:// drops: relative paths (``path``) -> DECODED, each file read here."""
 
     def records(rel_paths: list[str]):
@@ -160,7 +169,7 @@ def decode_local(batches: Iterable[pa.RecordBatch], drop_path: str, params: Inge
             yield rel_path, content, size, reason
 
     for batch in batches:
-        yield from decode_files(records(batch.column(schema.PATH).to_pylist()), params)
+        yield from decode_files(records(batch.column(schema.PATH).to_pylist()), params, labelled)
 
 
 def hash_part(path: str, digest: str) -> int:

@@ -199,7 +199,7 @@ def ingest_listed(spark, files, paths: DatasetPaths, params: IngestParams, start
     )
 
     def unaccounted():
-        return _unreadable(spark, files, decoded, drop_path, params, decoded_type)
+        return unreadable_rows(spark, files, decoded, drop_path, params, decoded_type)
 
     return _curate(spark, decoded, found, paths, params, started, unaccounted)
 
@@ -357,8 +357,8 @@ def _summarizer(params: IngestParams):
     return summarize
 
 
-def _unreadable(spark, files, decoded, drop_path: str, params: IngestParams, decoded_type):
-    """DECODED rows for the listed files that no decoded row stands for.
+def unreadable_rows(spark, files, decoded, drop_path: str, params: IngestParams, decoded_type, labelled: bool = True):
+    """DECODED rows for the listed files that no decoded row stands for (batch inference uses it too).
 
     Spark's file scan never reads zero-length files, skips unreadable ones and (by the length
     filter) files over max_file_bytes: the listing minus the decoded paths finds them all, and
@@ -389,7 +389,7 @@ def _unreadable(spark, files, decoded, drop_path: str, params: IngestParams, dec
         except Exception as exc:  # py4j wraps the Java exception
             size, reason = None, (images.UNREADABLE, f"vanished after the listing: {str(exc).splitlines()[0][:200]}")
         reason = reason or (images.UNREADABLE, "listed, but the read failed (see the executor log)")
-        rows.append(decode_record(row[schema.PATH], None, params, size, reason))
+        rows.append(decode_record(row[schema.PATH], None, params, size, reason, labelled))
     return spark.createDataFrame(rows, decoded_type)
 
 

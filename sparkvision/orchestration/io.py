@@ -30,6 +30,24 @@ def read_text(uri: str) -> str:
         return handle.read()
 
 
+def exists(uri: str) -> bool:
+    """Whether a file or folder exists on the root."""
+    if is_hdfs(uri):
+        return _webhdfs().status(uri_path(uri), strict=False) is not None
+    return os.path.exists(uri_path(uri))
+
+
+def list_names(uri: str) -> list[str]:
+    """The names in a folder of the root, sorted; [] when it is missing."""
+    if is_hdfs(uri):
+        client = _webhdfs()
+        if client.status(uri_path(uri), strict=False) is None:
+            return []
+        return sorted(client.list(uri_path(uri)))
+    path = uri_path(uri)
+    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
 def read_json(uri: str) -> Any:
     """Read a small JSON file from the root (see read_text)."""
     return json.loads(read_text(uri))

@@ -8,7 +8,9 @@ Every path the pipeline builds comes from here, and every name in it is validate
     <root>/tensors/<dataset>/<version>/<split>/           training-ready shards, stats.json
     <root>/runs/<model>/<run id>/                         checkpoints, history, model, evaluation/
     <root>/models/<model>/<version>/                      published (TF Serving layout); LATEST
+    <root>/incoming/<batch>/...                           unlabelled images to score, closed by _SUCCESS
     <root>/predictions/<model>/<model version>/<batch>/   batch inference output
+    <root>/predictions/<model>/configs/<batch>/<hash>.json  scoring configs (content-addressed)
 
 No I/O here, and nothing heavy to import: DAG files use it at parse time.
 """
@@ -60,7 +62,14 @@ EVAL_FILES = (EVAL_METRICS, EVAL_CONFUSION_PLOT, EVAL_CURVES_PLOT, EVAL_REPORT)
 VERSION_LINEAGE = "lineage.json"
 VERSION_CARD = "model_card.md"
 SAVED_MODEL = "saved_model.pb"
+#: What a SavedModel folder holds besides saved_model.pb (what serving ships to the executors).
+SAVED_MODEL_PARTS = (SAVED_MODEL, "fingerprint.pb", "variables", "assets")
 LATEST = "LATEST"
+# runs/<model>/<run id>/evaluation/ and predictions/<model>/<model version>/<batch>/
+PREDICTIONS = "predictions.parquet"
+# predictions/<model>/<model version>/<batch>/
+PREDICTION_REJECTS = "rejects.parquet"
+PREDICTION_MANIFEST = "manifest.json"
 
 
 class InvalidNameError(ValueError):
@@ -89,6 +98,11 @@ def validate_root(root: str) -> str:
     if any(ch in root for ch in "\n\r\t"):
         raise ValueError(f"invalid storage root {root!r}: control characters")
     return root.rstrip("/")
+
+
+def incoming_batch(root: str, batch: str) -> str:
+    """``<root>/incoming/<batch>``: a batch drop of unlabelled images to score."""
+    return f"{validate_root(root)}/incoming/{validate_name(batch, 'batch')}"
 
 
 def is_hdfs(root: str) -> bool:
@@ -172,3 +186,7 @@ class ModelPaths:
     def predictions(self, model_version: int, batch: str) -> str:
         self.version(model_version)
         return f"{self.root}/predictions/{self.model}/{model_version}/{validate_name(batch, 'batch')}"
+
+    def scoring_configs(self, batch: str) -> str:
+        """Where the scoring configs of one batch are committed (next to the model's predictions)."""
+        return f"{self.root}/predictions/{self.model}/configs/{validate_name(batch, 'batch')}"
