@@ -113,23 +113,24 @@ def resolve_workers(spark, requested: int, wait_seconds: float = SLOTS_WAIT_SECO
     local = spark.sparkContext.master.startswith("local")
     if requested == 0 and local:
         return 1  # one TensorFlow process already uses every core of the machine
-    deadline = time.monotonic() + wait_seconds
+    deadline = time.monotonic() + (0 if local else wait_seconds)  # a local master has its slots at once
     slots, changed = task_slots(spark), time.monotonic()
-    while time.monotonic() < deadline:
+    while True:
         if requested and slots >= requested:
             return requested
         if not requested and slots and time.monotonic() - changed >= SLOTS_SETTLE_SECONDS:
             return slots
+        if time.monotonic() >= deadline:
+            break
         time.sleep(0.5)
-        now = task_slots(spark)
-        if now != slots:
+        if (now := task_slots(spark)) != slots:
             slots, changed = now, time.monotonic()
     if not requested and slots:
         return slots
+    waited = "" if local else f" after {wait_seconds:.0f} s"
     raise ValueError(
-        f"training asks for {requested or 'every'} worker(s) but the cluster offers {slots} task slot(s) "
-        f"(after {wait_seconds:.0f} s); a barrier stage needs a slot for each worker at once: "
-        "add executors or cores, or ask for fewer workers"
+        f"training asks for {requested or 'every'} worker(s) but the cluster offers {slots} task slot(s){waited}; "
+        "a barrier stage needs a slot for each worker at once: add executors or cores, or ask for fewer workers"
     )
 
 
@@ -174,13 +175,11 @@ def worker_parts(spark, tensors_uri: str, workers: int, splits: Sequence[str] = 
     return parts.repartition(workers, _WORKER_KEY).sortWithinPartitions(PART_SPLIT, schema.ID).drop(_WORKER_KEY)
 
 
-def train_on_executors(
-    spark, tensors_uri: str, job: Mapping[str, Any], handlers: Mapping[str, Handler], splits: Sequence[str]
-) -> list[dict[str, Any]]:
-    """Run the barrier stage of ``job["workers"]`` workers; return each worker's result, by rank.
+def train_on_executors(spark, parts, job: Mapping[str, Any], handlers: Mapping[str, Handler]) -> list[dict[str, Any]]:
+    """Run the barrier stage of ``job["workers"]`` workers over ``parts``; return their results, by rank.
 
-    ``handlers`` serve the workers' requests (``hello``, ``epoch``, ``final``) in the driver while
-    the stage runs.
+    ``parts``: a DataFrame of one partition per worker (``worker_parts``). ``handlers`` serve the
+    workers' requests (``hello``, ``epoch``, ``final``) in the driver while the stage runs.
     """
     host = spark.conf.get("spark.driver.host")
     driver_gpus = []
@@ -188,7 +187,6 @@ def train_on_executors(
         driver_gpus = list(spark.sparkContext.resources["gpu"].addresses)
     with Coordinator(host, handlers) as coordinator:
         full = {**job, "coordinator": list(coordinator.address), "token": coordinator.token, "driver_gpus": driver_gpus}
-        parts = worker_parts(spark, tensors_uri, job["workers"], splits)
         spark.sparkContext.setJobDescription(f"train: {job['workers']} worker(s) in a barrier stage")
         rows = parts.mapInArrow(functools.partial(barrier_task, full), "result string", barrier=True).collect()
     return sorted((json.loads(row.result) for row in rows), key=lambda result: result["rank"])

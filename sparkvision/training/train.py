@@ -279,7 +279,7 @@ def train(fs, config: RunConfig) -> dict:
     reused, and a killed one resumed, only when it was trained on the same tensors (same
     fingerprint and content hash); otherwise it is set aside and trained anew.
     """
-    from sparkvision.training.distributed import resolve_workers, train_on_executors
+    from sparkvision.training.distributed import resolve_workers, train_on_executors, worker_parts
     from sparkvision.training.schedule import per_replica_batch
 
     paths, params, rid, run_uri = config.paths, config.train, config.run_id, config.run_uri
@@ -329,7 +329,8 @@ def train(fs, config: RunConfig) -> dict:
     }
     splits = ["train", "validation"] if n_validation else ["train"]
     started = time.monotonic()
-    results = train_on_executors(fs.spark, tensors_uri, job, run.handlers(), splits)
+    parts = worker_parts(fs.spark, tensors_uri, workers, splits)
+    results = train_on_executors(fs.spark, parts, job, run.handlers())
     summary = run.finish(results, time.monotonic() - started)
     scores = summary["history"].get(MONITOR, [])
     log.info(
