@@ -60,7 +60,7 @@ SPOOL_ROW_GROUP = 4096
 #: How long the driver waits for executors to offer the task slots training needs.
 SLOTS_WAIT_SECONDS = 90.0
 #: With ``workers=0`` on a cluster: the slots count once no executor joined for this long.
-SLOTS_SETTLE_SECONDS = 5.0
+SLOTS_SETTLE_SECONDS = 3.0
 
 
 # -- pure helpers (unit-tested) ------------------------------------------------------------------
@@ -188,7 +188,10 @@ def train_on_executors(spark, parts, job: Mapping[str, Any], handlers: Mapping[s
     with Coordinator(host, handlers) as coordinator:
         full = {**job, "coordinator": list(coordinator.address), "token": coordinator.token, "driver_gpus": driver_gpus}
         spark.sparkContext.setJobDescription(f"train: {job['workers']} worker(s) in a barrier stage")
-        rows = parts.mapInArrow(functools.partial(barrier_task, full), "result string", barrier=True).collect()
+        stage = parts.mapInArrow(functools.partial(barrier_task, full), "result string", barrier=True)
+        # Spark runs a failed barrier stage again only when it is a shuffle-map stage (a failed
+        # barrier result stage aborts the job): the shuffle makes the training stage one.
+        rows = stage.repartition(1).collect()
     return sorted((json.loads(row.result) for row in rows), key=lambda result: result["rank"])
 
 
