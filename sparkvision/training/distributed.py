@@ -243,8 +243,7 @@ def barrier_task(job: Mapping[str, Any], batches: Iterator) -> Iterator:
             "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
         }
         (work / "spec.json").write_text(json.dumps(spec))
-        _run_worker(work / "spec.json", env, f"worker {rank}")
-        result = (work / "result.json").read_text()
+        result = _run_worker(work / "spec.json", Path(spec["result_file"]), env, context.barrier, f"worker {rank}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     yield pa.RecordBatch.from_pydict({"result": [result]})
@@ -286,14 +285,19 @@ def _die_with_parent() -> None:
         pass
 
 
-def _run_worker(spec_path: Path, env: dict[str, str], name: str) -> None:
-    """Run the worker process; its log goes to this task's stderr; raise with its tail if it fails."""
+def _run_worker(spec_path: Path, result_file: Path, env: dict[str, str], barrier, name: str) -> str:
+    """Run the worker process; return its result. Its log goes to this task's stderr.
+
+    The worker writes its result, then waits for its stdin to close; that happens once
+    ``barrier()`` saw every task's worker there, so that no worker exits while a peer still
+    reads its last all-reduce from it. A worker that fails raises here with its log's tail.
+    """
     command = [sys.executable, "-m", "sparkvision.training.worker", str(spec_path)]
     tail: collections.deque[str] = collections.deque(maxlen=60)
     with subprocess.Popen(
         command,
         env=env,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -308,7 +312,13 @@ def _run_worker(spec_path: Path, env: dict[str, str], name: str) -> None:
 
         reader = threading.Thread(target=forward, daemon=True)
         reader.start()
+        while proc.poll() is None and not result_file.exists():
+            time.sleep(0.2)
+        if result_file.exists():
+            barrier()
+        proc.stdin.close()
         code = proc.wait()
         reader.join()
-    if code != 0:
+    if code != 0 or not result_file.exists():
         raise RuntimeError(f"training {name} exited with status {code}:\n{''.join(tail)}")
+    return result_file.read_text()

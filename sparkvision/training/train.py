@@ -142,7 +142,11 @@ class RunRecord:
         if header["rank"] == 0:
             self.attempts.append({"attempt": len(self.attempts) + 1, "start_epoch": len(self.rows)})
             again = f" (attempt {len(self.attempts)} of the training stage)" if len(self.attempts) > 1 else ""
-            if self.rows:
+            if self.rows and len(self.rows) >= (self.planned or self.params.epochs):
+                log.info(
+                    "run %s: its checkpoint holds all %d epochs; exporting the model%s", self.uri, len(self.rows), again
+                )
+            elif self.rows:
                 log.info(
                     "resuming run %s from its checkpoint at epoch %d of %d%s",
                     self.uri,

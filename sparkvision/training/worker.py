@@ -16,7 +16,8 @@ what the chief (worker 0) decided from them (``sparkvision.training.schedule.dec
 stopping, the weights to keep, the budgeted plan); the chief sends the epoch's checkpoint to the
 driver (``sparkvision.training.channel``), which commits it to the run directory. At the end the
 chief sends the model with the kept weights. The process writes what it did (steps, weights
-digest, step timings, the module it ran from) to the spec's ``result_file``.
+digest, step timings, the module it ran from) to the spec's ``result_file``, then waits for its
+standard input to close: the barrier task closes it once every worker wrote its result.
 """
 
 from __future__ import annotations
@@ -145,28 +146,28 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
     def local(value):
         return strategy.experimental_local_results(value)[0]
 
-    @tf.function
+    @tf.function(autograph=False)  # plain Python control flow; the zipped code has no source for AutoGraph
     def train_step(x, y):
         sums.assign_add(local(strategy.run(replica_step, args=(x, y))))
 
-    @tf.function
+    @tf.function(autograph=False)
     def gradient_step(x, y):
         grads, tally = strategy.run(gradients, args=(x, y))
         sums.assign_add(local(tally))
         return grads
 
-    @tf.function
+    @tf.function(autograph=False)
     def apply_step(grads):
         strategy.run(apply_handed_over, args=(grads,))
 
-    @tf.function
+    @tf.function(autograph=False)
     def all_reduce(vector):
         def replica(v):
             return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(v))
 
         return local(strategy.run(replica, args=(vector,)))
 
-    @tf.function
+    @tf.function(autograph=False)
     def average_statistics():
         def replica():
             return tf.distribute.get_replica_context().all_reduce(
@@ -176,7 +177,7 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
         for variable, value in zip(statistics, strategy.run(replica), strict=True):
             variable.assign(local(value))
 
-    @tf.function
+    @tf.function(autograph=False)
     def evaluate_batch(x, y):
         probabilities = model(x, training=False)
         per_image = keras.losses.sparse_categorical_crossentropy(y, probabilities)
@@ -352,7 +353,6 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
             final.export(str(Path(out) / RUN_EXPORT), format="tf_saved_model", verbose=False)
             files = {MODEL_FILE: (Path(out) / MODEL_FILE).read_bytes(), RUN_EXPORT: _tar(Path(out) / RUN_EXPORT)}
         channel.request(address, token, "final", {"parameters": final.count_params(), "name": final.name}, files)
-    all_reduce(tf.constant(np.zeros(1)))  # nobody leaves before the chief has handed over the model
     return result
 
 
@@ -361,7 +361,12 @@ def main(argv: list[str]) -> int:
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # one line per collective otherwise
     spec = json.loads(Path(argv[0]).read_text())
     result = train_worker(spec)
-    Path(spec["result_file"]).write_text(json.dumps(result))
+    partial = Path(spec["result_file"] + ".tmp")
+    partial.write_text(json.dumps(result))
+    partial.replace(spec["result_file"])
+    # Stay up until the barrier task says every worker is done: a peer still finishing its last
+    # all-reduce reads from this process's collective server.
+    sys.stdin.read()
     return 0
 
 
