@@ -84,9 +84,15 @@ def visible_devices(task_gpus: Sequence[str], inherited: str | None) -> str:
     return ",".join(task_gpus)
 
 
-def threads_per_worker(cpus: int, hosts: Sequence[str], host: str) -> int:
-    """TensorFlow threads of one worker: the host's CPUs shared by the workers on that host."""
-    return max(1, cpus // max(1, sum(1 for h in hosts if h == host)))
+def threads_per_worker(cpus: int, hosts: Sequence[str], host: str, task_cpus: int | None = None) -> int:
+    """TensorFlow threads of one worker: the host's CPUs shared by the workers on that host.
+
+    On a cluster (``task_cpus``: ``spark.task.cpus``) no more than the cores Spark gave the task,
+    so that a worker does not take the cores of other tasks on its executor; on a ``local``
+    master the machine is the executor and its workers share it all.
+    """
+    share = max(1, cpus // max(1, sum(1 for h in hosts if h == host)))
+    return min(share, task_cpus) if task_cpus else share
 
 
 def tf_config(addresses: Sequence[str], rank: int) -> str:
@@ -186,7 +192,13 @@ def train_on_executors(spark, parts, job: Mapping[str, Any], handlers: Mapping[s
     if spark.sparkContext.master.startswith("local") and "gpu" in spark.sparkContext.resources:
         driver_gpus = list(spark.sparkContext.resources["gpu"].addresses)
     with Coordinator(host, handlers) as coordinator:
-        full = {**job, "coordinator": list(coordinator.address), "token": coordinator.token, "driver_gpus": driver_gpus}
+        full = {
+            **job,
+            "coordinator": list(coordinator.address),
+            "token": coordinator.token,
+            "driver_gpus": driver_gpus,
+            "local": spark.sparkContext.master.startswith("local"),
+        }
         spark.sparkContext.setJobDescription(f"train: {job['workers']} worker(s) in a barrier stage")
         stage = parts.mapInArrow(functools.partial(barrier_task, full), "result string", barrier=True)
         # Spark runs a failed barrier stage again only when it is a shuffle-map stage (a failed
@@ -231,7 +243,9 @@ def barrier_task(job: Mapping[str, Any], batches: Iterator) -> Iterator:
             "train_file": str(files["train"]),
             "validation_file": str(files["validation"]) if counts["validation"] else None,
             "train_images": counts["train"],
-            "threads": threads_per_worker(len(os.sched_getaffinity(0)), hosts, host),
+            "threads": threads_per_worker(
+                len(os.sched_getaffinity(0)), hosts, host, None if job["local"] else context.cpus()
+            ),
             "work_dir": str(work),
             "result_file": str(work / "result.json"),
         }

@@ -27,6 +27,9 @@ def test_workers_on_one_host_share_its_cpus():
     assert threads_per_worker(2, hosts, "10.0.0.1") == 1
     assert threads_per_worker(16, hosts, "10.0.0.2") == 16
     assert threads_per_worker(1, hosts, "10.0.0.1") == 1
+    # On a cluster no more than the task's cores (spark.task.cpus), the rest of the executor is others'.
+    assert threads_per_worker(16, hosts, "10.0.0.2", task_cpus=1) == 1
+    assert threads_per_worker(16, hosts, "10.0.0.1", task_cpus=12) == 8
 
 
 def test_tf_config_names_every_worker_and_this_one():
