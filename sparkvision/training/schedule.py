@@ -33,6 +33,9 @@ BEST_TOLERANCE = 0.002
 ALPHA = 0.01
 #: Steps at the start of an attempt left out of the speed measurement (graph tracing, warm-up).
 WARMUP_STEPS = 3
+#: After this many epochs the plan may still grow once: the second epoch runs at full speed (caches
+#: warm, nothing traced), while the learning rate is still within a few percent of its peak.
+PLAN_REVISED_AT = 2
 
 
 def cosine_learning_rate(step: float, horizon: float, peak: float, alpha: float = ALPHA) -> float:
@@ -80,19 +83,26 @@ def steady_epoch_seconds(
 
 
 def plan_epochs(
-    max_epochs: int, budget_seconds: float, spent_seconds: float, epochs_done: int, epoch_seconds: float, planned: int
+    max_epochs: int,
+    budget_seconds: float,
+    spent_seconds: float,
+    epochs_done: int,
+    epoch_seconds: float,
+    planned: int,
+    may_grow: bool = False,
 ) -> int:
-    """The epochs of a complete schedule that fits into the time left (never more than ``planned``).
+    """The epochs of a complete schedule that fits into the time left.
 
-    No budget: ``max_epochs``. The result is never below ``epochs_done``; equal to it means that
-    no further epoch fits and training is over.
+    Never more than ``planned`` unless ``may_grow`` (the plan's second look, still near the peak
+    of the schedule). No budget: ``max_epochs``. The result is never below ``epochs_done``; equal
+    to it means that no further epoch fits and training is over.
     """
     if budget_seconds <= 0:
         return max_epochs
     if epoch_seconds <= 0:
         return min(planned, max_epochs)
     fits = epochs_done + int(max(budget_seconds - spent_seconds, 0) // epoch_seconds)
-    return max(epochs_done, min(planned, max_epochs, fits))
+    return max(epochs_done, min(max_epochs if may_grow else planned, max_epochs, fits))
 
 
 @dataclass(frozen=True)
@@ -132,7 +142,9 @@ def decide(
             notes.append(f"early stopping: no {MONITOR} gain for {wait} epochs")
             stop = True
     spent = sum(float(row.get("seconds") or 0) for row in rows)
-    new_plan = plan_epochs(max_epochs, budget_seconds, spent, done, epoch_seconds, planned)
+    new_plan = plan_epochs(
+        max_epochs, budget_seconds, spent, done, epoch_seconds, planned, may_grow=done == PLAN_REVISED_AT
+    )
     if new_plan != planned and new_plan > done:
         notes.append(
             f"time budget: {budget_seconds / 60:.1f} min at {epoch_seconds:.1f} s an epoch; the learning-rate "

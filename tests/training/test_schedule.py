@@ -60,6 +60,7 @@ def test_the_plan_is_the_epochs_that_fit_and_only_ever_shrinks():
     assert plan_epochs(18, 600, 42, 1, 20.0, 18) == 18  # a fast machine: capped at the epochs asked for
     assert plan_epochs(18, 600, 300, 7, 41.5, 14) == 14  # running faster later does not lengthen it
     assert plan_epochs(18, 600, 300, 7, 80.0, 14) == 10  # running slower shortens it
+    assert plan_epochs(18, 600, 90, 2, 40.0, 12, may_grow=True) == 14  # the second look may lengthen it
     assert plan_epochs(18, 600, 590, 13, 41.5, 14) == 13  # no time for another epoch: done
 
 
