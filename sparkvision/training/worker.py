@@ -79,6 +79,146 @@ def _tar(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
+class Replica:
+    """This worker's copy of the model under the strategy, with its compiled steps.
+
+    ``train_step`` is the whole step; ``gradient_step`` and ``apply_step`` are its two halves
+    (computing the gradients; all-reducing and applying them), run on a few steps to time them.
+    Every function is traced without AutoGraph: their control flow is plain Python, and code run
+    from the shipped zip has no source for AutoGraph to read.
+    """
+
+    def __init__(self, strategy, params: TrainParams, spec: dict[str, Any], horizon) -> None:
+        import keras
+        import tensorflow as tf
+
+        from sparkvision.training.model import build_model, make_optimizer
+
+        self.strategy = strategy
+        with strategy.scope():
+            self.model = build_model(
+                params, tuple(spec["shape"]), spec["num_classes"], mean=spec["mean"], std=spec["std"]
+            )
+            self.optimizer = make_optimizer(params, horizon)
+            self.optimizer.build(self.model.trainable_variables)
+        model, optimizer = self.model, self.optimizer
+        global_batch = spec["batch"] * spec["workers"]
+        # Each worker's batch normalisation statistics follow its own batches: averaged every epoch.
+        statistics = [v for v in model.non_trainable_weights if "float" in str(v.dtype)]
+        self.statistics = statistics
+        self.sums = sums = tf.Variable(tf.zeros(2, tf.float64), trainable=False)  # loss sum, correct images
+
+        def local(value):
+            return strategy.experimental_local_results(value)[0]
+
+        def tally(y, probabilities):
+            per_image = keras.losses.sparse_categorical_crossentropy(y, probabilities)
+            correct = tf.equal(tf.argmax(probabilities, axis=1, output_type=tf.int32), y)
+            return per_image, tf.stack(
+                [tf.reduce_sum(tf.cast(per_image, tf.float64)), tf.reduce_sum(tf.cast(correct, tf.float64))]
+            )
+
+        def gradients(x, y):
+            with tf.GradientTape() as tape:
+                probabilities = model(x, training=True)
+                per_image, counts = tally(y, probabilities)
+                loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_batch)
+                if model.losses:
+                    loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            return tape.gradient(loss, model.trainable_variables), counts
+
+        def apply(grads):
+            # Keras' optimizer all-reduces (sums) the gradients over the workers first.
+            optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+
+        def replica_step(x, y):
+            grads, counts = gradients(x, y)
+            apply(grads)
+            return counts
+
+        def apply_handed_over(grads):
+            # Tensors handed into a replica function have no device, which an all-reduce needs:
+            # the identity places them on the replica's (the same below).
+            apply([tf.identity(g) for g in grads])
+
+        @tf.function(autograph=False)
+        def train_step(x, y):
+            sums.assign_add(local(strategy.run(replica_step, args=(x, y))))
+
+        @tf.function(autograph=False)
+        def gradient_step(x, y):
+            grads, counts = strategy.run(gradients, args=(x, y))
+            sums.assign_add(local(counts))
+            return grads
+
+        @tf.function(autograph=False)
+        def apply_step(grads):
+            strategy.run(apply_handed_over, args=(grads,))
+
+        @tf.function(autograph=False)
+        def all_reduce(vector):
+            def replica(v):
+                return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(v))
+
+            return local(strategy.run(replica, args=(vector,)))
+
+        @tf.function(autograph=False)
+        def average_statistics():
+            def replica():
+                values = [tf.identity(v.value) for v in statistics]
+                return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.MEAN, values)
+
+            for variable, value in zip(statistics, strategy.run(replica), strict=True):
+                variable.assign(local(value))
+
+        @tf.function(autograph=False)
+        def evaluate_batch(x, y):
+            _, counts = tally(y, model(x, training=False))
+            return tf.concat([counts, tf.cast(tf.reshape(tf.size(y), [1]), tf.float64)], axis=0)
+
+        self.train_step, self._gradient_step, self._apply_step = train_step, gradient_step, apply_step
+        self._all_reduce, self._average_statistics, self._evaluate_batch = (
+            all_reduce,
+            average_statistics,
+            evaluate_batch,
+        )
+
+    def timed_step(self, x, y) -> tuple[float, float]:
+        """One step in its two halves; the seconds of each."""
+        started = time.monotonic()
+        grads = self._gradient_step(x, y)
+        self.sums.numpy()  # waits for the gradients
+        computed = time.monotonic()
+        self._apply_step(grads)
+        self.optimizer.iterations.numpy()  # waits for the update
+        return computed - started, time.monotonic() - computed
+
+    def take_sums(self) -> np.ndarray:
+        """This worker's loss sum and correct images since the last call (waits for the steps)."""
+        values = self.sums.numpy()
+        self.sums.assign(np.zeros(2))
+        return values
+
+    def all_reduce(self, vector) -> np.ndarray:
+        """The sum of ``vector`` over every worker (a collective: every worker must call it)."""
+        import tensorflow as tf
+
+        return self._all_reduce(tf.constant(np.asarray(vector, dtype=np.float64))).numpy()
+
+    def average_statistics(self) -> None:
+        if self.statistics and self.strategy.num_replicas_in_sync > 1:
+            self._average_statistics()
+
+    def evaluate(self, path: str | None, shape: tuple[int, int, int]) -> np.ndarray:
+        """Loss sum, correct images and images over a local Parquet file (no collective)."""
+        totals = np.zeros(3)
+        if path:
+            chunks = tfdata.iter_chunks([Path(path)], shape, seed=None)
+            for x, y in tfdata.iter_batches(chunks, VALIDATION_BATCH, 0, seed=0):
+                totals += self._evaluate_batch(x, y).numpy()
+        return totals
+
+
 def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Train this worker's replica; return what it did (see the module docstring)."""
     threads = int(spec["threads"])
@@ -90,105 +230,30 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
         tf.config.experimental.set_memory_growth(gpu, True)
     import keras
 
-    from sparkvision.training.model import build_model, make_optimizer
-
     params = TrainParams(**spec["params"])
     rank, workers, steps, batch = spec["rank"], spec["workers"], spec["steps"], spec["batch"]
-    global_batch, chief = batch * workers, spec["rank"] == 0
-    shape = tuple(spec["shape"])
+    chief, shape = rank == 0, tuple(spec["shape"])
     address, token = tuple(spec["coordinator"]), spec["token"]
     # TF_CONFIG (set by the barrier task) names every worker: the strategy connects them.
     strategy = tf.distribute.MultiWorkerMirroredStrategy() if workers > 1 else tf.distribute.get_strategy()
     resume, resume_files = channel.request(address, token, "hello", {"rank": rank, "task": spec["task_attempt"]})
     rows: list[dict] = resume["rows"]
     start, planned = len(rows), int(resume["planned"] or params.epochs)
+    budget = {
+        "max_epochs": params.epochs,
+        "budget_seconds": params.max_train_minutes * 60,
+        "patience": params.early_stopping_patience,
+    }
 
     keras.utils.set_random_seed(params.seed)  # the same initial weights on every worker
-    horizon = tf.Variable(planned * steps, dtype=tf.int64, trainable=False)  # local: set from the chief's plan
-    with strategy.scope():
-        model = build_model(params, shape, spec["num_classes"], mean=spec["mean"], std=spec["std"])
-        optimizer = make_optimizer(params, horizon)
-        optimizer.build(model.trainable_variables)
+    horizon = tf.Variable(planned * steps, dtype=tf.int64, trainable=False)  # set from the chief's plan
+    replica = Replica(strategy, params, spec, horizon)
     if CHECKPOINT_STATE in resume_files:
-        restore_state(model, optimizer, resume_files[CHECKPOINT_STATE])
+        restore_state(replica.model, replica.optimizer, resume_files[CHECKPOINT_STATE])
     work = Path(spec["work_dir"])
     best_path = work / RUN_BEST_WEIGHTS
     if RUN_BEST_WEIGHTS in resume_files:
         best_path.write_bytes(resume_files[RUN_BEST_WEIGHTS])
-
-    statistics = [v for v in model.non_trainable_weights if "float" in str(v.dtype)]
-    sums = tf.Variable(tf.zeros(2, tf.float64), trainable=False)  # this worker's loss sum, correct images
-
-    def gradients(x, y):
-        with tf.GradientTape() as tape:
-            probabilities = model(x, training=True)
-            per_image = keras.losses.sparse_categorical_crossentropy(y, probabilities)
-            loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_batch)
-            if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-        correct = tf.equal(tf.argmax(probabilities, axis=1, output_type=tf.int32), y)
-        tally = tf.stack([tf.reduce_sum(tf.cast(per_image, tf.float64)), tf.reduce_sum(tf.cast(correct, tf.float64))])
-        return tape.gradient(loss, model.trainable_variables), tally
-
-    def apply(grads):
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))  # all-reduces the gradients first
-
-    def apply_handed_over(grads):
-        # Tensors handed into a replica function have no device, which an all-reduce needs: the
-        # identity places them on the replica's (the same below).
-        apply([tf.identity(g) for g in grads])
-
-    def replica_step(x, y):
-        grads, tally = gradients(x, y)
-        apply(grads)
-        return tally
-
-    def local(value):
-        return strategy.experimental_local_results(value)[0]
-
-    @tf.function(autograph=False)  # plain Python control flow; the zipped code has no source for AutoGraph
-    def train_step(x, y):
-        sums.assign_add(local(strategy.run(replica_step, args=(x, y))))
-
-    @tf.function(autograph=False)
-    def gradient_step(x, y):
-        grads, tally = strategy.run(gradients, args=(x, y))
-        sums.assign_add(local(tally))
-        return grads
-
-    @tf.function(autograph=False)
-    def apply_step(grads):
-        strategy.run(apply_handed_over, args=(grads,))
-
-    @tf.function(autograph=False)
-    def all_reduce(vector):
-        def replica(v):
-            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(v))
-
-        return local(strategy.run(replica, args=(vector,)))
-
-    @tf.function(autograph=False)
-    def average_statistics():
-        def replica():
-            return tf.distribute.get_replica_context().all_reduce(
-                tf.distribute.ReduceOp.MEAN, [tf.identity(v.value) for v in statistics]
-            )
-
-        for variable, value in zip(statistics, strategy.run(replica), strict=True):
-            variable.assign(local(value))
-
-    @tf.function(autograph=False)
-    def evaluate_batch(x, y):
-        probabilities = model(x, training=False)
-        per_image = keras.losses.sparse_categorical_crossentropy(y, probabilities)
-        correct = tf.equal(tf.argmax(probabilities, axis=1, output_type=tf.int32), y)
-        return tf.stack(
-            [
-                tf.reduce_sum(tf.cast(per_image, tf.float64)),
-                tf.reduce_sum(tf.cast(correct, tf.float64)),
-                tf.cast(tf.size(y), tf.float64),
-            ]
-        )
 
     epoch_counter = {"n": start}
 
@@ -201,113 +266,72 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
     signature = (tf.TensorSpec((batch, *shape), tf.uint8), tf.TensorSpec((batch,), tf.int32))
     train_data = tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(4)
 
-    def validate() -> np.ndarray:
-        totals = np.zeros(3)
-        if spec["validation_file"]:
-            chunks = tfdata.iter_chunks([Path(spec["validation_file"])], shape, seed=None)
-            for x, y in tfdata.iter_batches(chunks, VALIDATION_BATCH, 0, seed=0):
-                totals += evaluate_batch(x, y).numpy()
-        return totals
-
-    if start:
-        log.info("worker %d: resuming at epoch %d of at most %d", rank, start + 1, params.epochs)
     log.info(
-        "worker %d of %d: %d steps an epoch of %d images (global batch %d), %d threads, devices %s",
+        "worker %d of %d: %d steps an epoch of %d images (global batch %d), %d threads, devices %s%s",
         rank,
         workers,
         steps,
         batch,
-        global_batch,
+        batch * workers,
         threads,
         [d.name for d in tf.config.list_logical_devices() if d.device_type != "CPU"] or "CPU",
+        f"; resuming at epoch {start + 1}" if start else "",
     )
-    timing = {"compute_ms": [], "all_reduce_ms": []}
+    timing: dict[str, list[float]] = {"compute_ms": [], "all_reduce_ms": []}
     rates: list[float] = []
-    stop = (
-        bool(rows)
-        and decide(
-            rows,
-            max_epochs=params.epochs,
-            budget_seconds=params.max_train_minutes * 60,
-            patience=params.early_stopping_patience,
-            planned=planned,
-            epoch_seconds=float(rows[-1].get("seconds") or 0),
-        ).stop
-    )
-    clock = None
+    # A run killed after its last epoch (or its early stop) only exports again.
+    stop = bool(rows) and decide(rows, planned=planned, epoch_seconds=float(rows[-1]["seconds"]), **budget).stop
+    clock = None  # where the next epoch's time starts: the end of the previous one (its checkpoint included)
     epoch = start
     uploader, upload = concurrent.futures.ThreadPoolExecutor(max_workers=1), None
     while not stop and epoch < min(planned, params.epochs):
         epoch_counter["n"] = epoch
         first = clock is None  # the first epoch of this attempt: traces the step, times it in halves
-        epoch_started = clock if clock is not None else time.monotonic()
-        sums.assign(tf.zeros(2, tf.float64))
-        train_started = time.monotonic()
-        warmup_seconds = 0.0
+        epoch_started = time.monotonic() if first else clock
+        train_started, warmup_seconds = time.monotonic(), 0.0
         for step, (x, y) in enumerate(train_data):
             if first and WARMUP_STEPS < step <= WARMUP_STEPS + TIMED_STEPS:
-                timed = time.monotonic()
-                grads = gradient_step(x, y)
-                sums.numpy()  # waits for the step
-                computed = time.monotonic()
-                apply_step(grads)
-                int(optimizer.iterations.numpy())
-                if step > WARMUP_STEPS + 1:  # the first timed step traces both functions
-                    timing["compute_ms"].append((computed - timed) * 1000)
-                    timing["all_reduce_ms"].append((time.monotonic() - computed) * 1000)
+                compute, apply = replica.timed_step(x, y)
+                if step > WARMUP_STEPS + 1:  # the first timed step traces both halves
+                    timing["compute_ms"].append(compute * 1000)
+                    timing["all_reduce_ms"].append(apply * 1000)
             else:
-                train_step(x, y)
-            if step + 1 == WARMUP_STEPS and first:
-                sums.numpy()
+                replica.train_step(x, y)
+            if first and step + 1 == WARMUP_STEPS:
+                replica.sums.numpy()
                 warmup_seconds = time.monotonic() - train_started
-        loss_sum, correct = sums.numpy()
+        loss_sum, correct = replica.take_sums()
         train_seconds = time.monotonic() - train_started
-        if workers > 1 and statistics:
-            average_statistics()
-        validation = validate()
+        replica.average_statistics()
         images = steps * batch
+        # Summed over the workers: [loss sum, correct, images] of training, the same of validation,
+        # then each worker's training seconds and images/s in slots of its own (zeros elsewhere).
         own = np.zeros(2 * workers)
         own[rank], own[workers + rank] = train_seconds, images / train_seconds
-        totals = all_reduce(tf.constant(np.concatenate([[loss_sum, correct, images], validation, own])))
-        totals = totals.numpy()
+        totals = replica.all_reduce(
+            np.concatenate([[loss_sum, correct, images], replica.evaluate(spec["validation_file"], shape), own])
+        )
         seconds = time.monotonic() - epoch_started
         rates.append(images / train_seconds)
         decision = np.zeros(3)
         if chief:
-            row = {
-                "epoch": epoch,
-                "loss": round(totals[0] / totals[2], 6),
-                "accuracy": round(totals[1] / totals[2], 6),
-                "seconds": round(seconds, 2),
-                "images_per_s": round(float(totals[2] / max(totals[6 : 6 + workers])), 1),
-                "workers": workers,
-                "learning_rate": float(optimizer.learning_rate.numpy()),
-            }
-            if totals[5]:
-                row |= {"val_loss": round(totals[3] / totals[5], 6), "val_accuracy": round(totals[4] / totals[5], 6)}
+            row = epoch_row(epoch, totals, workers, seconds, float(replica.optimizer.learning_rate.numpy()))
             expected = (
                 steady_epoch_seconds(seconds, warmup_seconds, train_seconds, steps, WARMUP_STEPS) if first else seconds
             )
-            verdict = decide(
-                [*rows, row],
-                max_epochs=params.epochs,
-                budget_seconds=params.max_train_minutes * 60,
-                patience=params.early_stopping_patience,
-                planned=planned,
-                epoch_seconds=expected,
-            )
+            verdict = decide([*rows, row], planned=planned, epoch_seconds=expected, **budget)
             row["planned_epochs"] = verdict.planned
             rows.append(row)
             decision[:] = (verdict.stop, verdict.planned, verdict.keep_weights)
         # Every worker acts on the chief's decision (the others contribute zeros).
-        decision = all_reduce(tf.constant(decision)).numpy()
+        decision = replica.all_reduce(decision)
         stop, planned, keep = bool(decision[0]), int(decision[1]), bool(decision[2])
         horizon.assign(planned * steps)
         clock = epoch_started + seconds
         if chief:
-            files = {CHECKPOINT_STATE: state_bytes(model, optimizer)}
+            files = {CHECKPOINT_STATE: state_bytes(replica.model, replica.optimizer)}
             if keep:
-                model.save_weights(best_path)
+                replica.model.save_weights(best_path)
                 files[RUN_BEST_WEIGHTS] = best_path.read_bytes()
             header = {
                 "row": row,
@@ -324,8 +348,10 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
     if upload is not None:
         upload.result()
     uploader.shutdown()
-
-    result = {
+    if chief:
+        files = export_model(params, spec, replica.model, best_path, work)
+        channel.request(address, token, "final", {"parameters": replica.model.count_params()}, files)
+    return {
         "rank": rank,
         "workers": workers,
         "host": spec["host"],
@@ -335,25 +361,52 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
         "batch": batch,
         "train_images": spec["train_images"],
         "epochs_run": epoch - start,
-        "weights_digest": weights_digest(model),
+        "weights_digest": weights_digest(replica.model),
         "images_per_s": round(float(np.mean(rates)), 1) if rates else None,
-        "step_compute_ms": round(float(np.median(timing["compute_ms"])), 2) if timing["compute_ms"] else None,
-        "step_all_reduce_ms": round(float(np.median(timing["all_reduce_ms"])), 2) if timing["all_reduce_ms"] else None,
+        "step_compute_ms": _median(timing["compute_ms"]),
+        "step_all_reduce_ms": _median(timing["all_reduce_ms"]),
         "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "gpus": len(tf.config.list_physical_devices("GPU")),
     }
-    if chief:
-        # The model to keep, outside the strategy: the latest near-best epoch's weights.
-        final = build_model(params, shape, spec["num_classes"], mean=spec["mean"], std=spec["std"])
-        final.set_weights(model.get_weights())
-        if best_path.exists():
-            final.load_weights(best_path)
-        with tempfile.TemporaryDirectory(dir=work) as out:
-            final.save(Path(out) / MODEL_FILE)
-            final.export(str(Path(out) / RUN_EXPORT), format="tf_saved_model", verbose=False)
-            files = {MODEL_FILE: (Path(out) / MODEL_FILE).read_bytes(), RUN_EXPORT: _tar(Path(out) / RUN_EXPORT)}
-        channel.request(address, token, "final", {"parameters": final.count_params(), "name": final.name}, files)
-    return result
+
+
+def epoch_row(epoch: int, totals: np.ndarray, workers: int, seconds: float, learning_rate: float) -> dict:
+    """history.csv's row of an epoch from the all-reduced totals (their layout: ``train_worker``)."""
+    images = totals[2]
+    row = {
+        "epoch": epoch,
+        "loss": round(totals[0] / images, 6),
+        "accuracy": round(totals[1] / images, 6),
+        "seconds": round(seconds, 2),
+        # All workers' images over the slowest worker's training time: the pace of the whole.
+        "images_per_s": round(float(images / max(totals[6 : 6 + workers])), 1),
+        "workers": workers,
+        "learning_rate": learning_rate,
+    }
+    if totals[5]:
+        row |= {"val_loss": round(totals[3] / totals[5], 6), "val_accuracy": round(totals[4] / totals[5], 6)}
+    return row
+
+
+def export_model(params: TrainParams, spec: dict[str, Any], model, best_path: Path, work: Path) -> dict[str, bytes]:
+    """model.keras and the SavedModel (as a tar) of the weights to keep: the latest near-best epoch's.
+
+    Built outside the strategy: a plain model, as evaluation and serving load it.
+    """
+    from sparkvision.training.model import build_model
+
+    final = build_model(params, tuple(spec["shape"]), spec["num_classes"], mean=spec["mean"], std=spec["std"])
+    final.set_weights(model.get_weights())
+    if best_path.exists():
+        final.load_weights(best_path)
+    with tempfile.TemporaryDirectory(dir=work) as out:
+        final.save(Path(out) / MODEL_FILE)
+        final.export(str(Path(out) / RUN_EXPORT), format="tf_saved_model", verbose=False)
+        return {MODEL_FILE: (Path(out) / MODEL_FILE).read_bytes(), RUN_EXPORT: _tar(Path(out) / RUN_EXPORT)}
+
+
+def _median(values: list[float]) -> float | None:
+    return round(float(np.median(values)), 2) if values else None
 
 
 def main(argv: list[str]) -> int:
