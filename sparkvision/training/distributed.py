@@ -6,16 +6,17 @@ libhdfs or tensorflow-io anywhere) and split them into exactly one part per work
 (``worker_parts``), and runs one barrier stage of that many tasks, all started together. Each
 task (``barrier_task``, in a Spark Python worker on an executor):
 
-1. spools its part to the executor's local disk as Parquet (memory stays bounded by one Arrow
-   batch, whatever the size of the data);
-2. binds a free port and exchanges ``host:port`` and its part's size with the other tasks through
-   ``BarrierTaskContext.allGather``: the TensorFlow cluster spec (``TF_CONFIG``) and the steps of
-   an epoch, agreed before any training starts;
-3. takes the GPUs Spark gave the task (``CUDA_VISIBLE_DEVICES``, as pyspark's TorchDistributor
-   does), or none on CPU-only executors;
-4. starts ``python -m sparkvision.training.worker`` with them: a process of its own, so that each
-   attempt gets a fresh TensorFlow runtime (a Python worker reused by Spark keeps the collective
-   runtime of an earlier cluster spec) and its memory is returned when it ends.
+1. starts ``python -m sparkvision.training.worker`` (``WorkerProcess``), a process of its own, so
+   that each attempt gets a fresh TensorFlow runtime (a Python worker reused by Spark keeps the
+   collective runtime of an earlier cluster spec) and its memory is returned when it ends; it
+   sees only the GPUs Spark gave the task (``CUDA_VISIBLE_DEVICES``, as pyspark's
+   TorchDistributor sets it), or none on CPU-only executors;
+2. meanwhile spools its part to the executor's local disk as Parquet (memory stays bounded by
+   one Arrow batch, whatever the size of the data);
+3. exchanges the worker's ``host:port`` (a free port the worker bound itself) and its part's size
+   with the other tasks through ``BarrierTaskContext.allGather``, and hands the worker the
+   TensorFlow cluster spec (``TF_CONFIG``) and the steps of an epoch, agreed before any training
+   starts.
 
 The workers send the epoch checkpoints and the final model to the driver
 (``sparkvision.training.channel``), which commits them to the run directory. A task that fails
@@ -35,7 +36,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -211,7 +211,7 @@ def train_on_executors(spark, parts, job: Mapping[str, Any], handlers: Mapping[s
 
 
 def barrier_task(job: Mapping[str, Any], batches: Iterator) -> Iterator:
-    """One barrier task: spool the part, agree the cluster and the steps, run the worker process."""
+    """One barrier task: start the worker process, spool the part, agree the cluster and the steps."""
     import pyarrow as pa
     from pyspark import BarrierTaskContext
 
@@ -221,55 +221,59 @@ def barrier_task(job: Mapping[str, Any], batches: Iterator) -> Iterator:
         raise RuntimeError(f"the barrier stage has {len(infos)} tasks, not the {job['workers']} workers asked for")
     local_dirs = [d for d in os.environ.get("SPARK_LOCAL_DIRS", "").split(",") if d]
     work = Path(tempfile.mkdtemp(prefix="sparkvision-worker-", dir=local_dirs[0] if local_dirs else None))
+    host = infos[rank].address.rsplit(":", 1)[0]
+    task_gpus = context.resources()["gpu"].addresses if "gpu" in context.resources() else []
+    if not task_gpus and job["driver_gpus"]:
+        task_gpus = [job["driver_gpus"][rank % len(job["driver_gpus"])]]
+    files = {split: work / f"{split}.parquet" for split in SPLIT_CODES}
+    spec = {
+        **job,
+        "rank": rank,
+        "host": host,
+        "task_attempt": context.taskAttemptId(),
+        "train_file": str(files["train"]),
+        "work_dir": str(work),
+        "result_file": str(work / "result.json"),
+        "port_file": str(work / "port"),
+    }
+    env = {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": visible_devices(task_gpus, os.environ.get("CUDA_VISIBLE_DEVICES")),
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),  # the shipped package first, as here
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+    }
+    (work / "spec.json").write_text(json.dumps(spec))
     try:
-        files, counts = _spool(batches, work)
-        host = infos[rank].address.rsplit(":", 1)[0]
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-            port = probe.getsockname()[1]
-        peers = [json.loads(m) for m in context.allGather(json.dumps({"address": f"{host}:{port}", **counts}))]
-        # Every task computes the same from the same gathered sizes: the same steps, or the same error.
-        steps = steps_per_epoch([peer["train"] for peer in peers], job["batch"])
-        hosts = [peer["address"].rsplit(":", 1)[0] for peer in peers]
-        task_gpus = context.resources()["gpu"].addresses if "gpu" in context.resources() else []
-        if not task_gpus and job["driver_gpus"]:
-            task_gpus = [job["driver_gpus"][rank % len(job["driver_gpus"])]]
-        spec = {
-            **job,
-            "rank": rank,
-            "host": host,
-            "task_attempt": context.taskAttemptId(),
-            "steps": steps,
-            "train_file": str(files["train"]),
-            "validation_file": str(files["validation"]) if counts["validation"] else None,
-            "train_images": counts["train"],
-            "threads": threads_per_worker(
-                len(os.sched_getaffinity(0)), hosts, host, None if job["local"] else context.cpus()
-            ),
-            "work_dir": str(work),
-            "result_file": str(work / "result.json"),
-        }
-        env = {
-            **os.environ,
-            "TF_CONFIG": tf_config([peer["address"] for peer in peers], rank),
-            "CUDA_VISIBLE_DEVICES": visible_devices(task_gpus, os.environ.get("CUDA_VISIBLE_DEVICES")),
-            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),  # the shipped package first, as here
-            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-        }
-        (work / "spec.json").write_text(json.dumps(spec))
-        result = _run_worker(work / "spec.json", Path(spec["result_file"]), env, context.barrier, f"worker {rank}")
+        # TensorFlow imports (seconds) while this task spools its part.
+        with WorkerProcess(work / "spec.json", env, f"worker {rank}") as worker:
+            counts = _spool(batches, files)
+            # The worker bound a free port itself and holds it until TensorFlow takes it over.
+            address = f"{host}:{worker.port(Path(spec['port_file']))}"
+            peers = [json.loads(m) for m in context.allGather(json.dumps({"address": address, **counts}))]
+            hosts = [peer["address"].rsplit(":", 1)[0] for peer in peers]
+            # Every task computes the same from the same gathered sizes: the same steps, or the same error.
+            cluster = {
+                "tf_config": tf_config([peer["address"] for peer in peers], rank),
+                "steps": steps_per_epoch([peer["train"] for peer in peers], job["batch"]),
+                "train_images": counts["train"],
+                "validation_file": str(files["validation"]) if counts["validation"] else None,
+                "threads": threads_per_worker(
+                    len(os.sched_getaffinity(0)), hosts, host, None if job["local"] else context.cpus()
+                ),
+            }
+            worker.send(cluster)
+            result = worker.result(Path(spec["result_file"]), context.barrier)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     yield pa.RecordBatch.from_pydict({"result": [result]})
 
 
-def _spool(batches: Iterator, work: Path) -> tuple[dict[str, Path], dict[str, int]]:
-    """Write the task's rows to ``work/<split>.parquet``, one Arrow batch at a time."""
+def _spool(batches: Iterator, files: Mapping[str, Path]) -> dict[str, int]:
+    """Write the task's rows to ``files[split]`` (Parquet), one Arrow batch at a time; the counts."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    files = {split: work / f"{split}.parquet" for split in SPLIT_CODES}
     counts = dict.fromkeys(SPLIT_CODES, 0)
     writers: dict[str, Any] = {}
     try:
@@ -286,7 +290,7 @@ def _spool(batches: Iterator, work: Path) -> tuple[dict[str, Path], dict[str, in
     finally:
         for writer in writers.values():
             writer.close()
-    return files, counts
+    return counts
 
 
 def _die_with_parent() -> None:
@@ -299,40 +303,72 @@ def _die_with_parent() -> None:
         pass
 
 
-def _run_worker(spec_path: Path, result_file: Path, env: dict[str, str], barrier, name: str) -> str:
-    """Run the worker process; return its result. Its log goes to this task's stderr.
+class WorkerProcess:
+    """``python -m sparkvision.training.worker`` as the barrier task talks to it.
 
-    The worker writes its result, then waits for its stdin to close; that happens once
-    ``barrier()`` saw every task's worker there, so that no worker exits while a peer still
-    reads its last all-reduce from it. A worker that fails raises here with its log's tail.
+    The conversation (``sparkvision.training.worker.main`` is the other side): the worker imports
+    TensorFlow, binds a free port on the task's host and writes it to the spec's ``port_file``
+    (``port``); it reads one line, the cluster (``send``), releases the port and lets TensorFlow's
+    server bind it at once (no window for another process to take it, unlike a port probed here
+    and handed over seconds later); it trains, writes its result and waits for its stdin to close
+    (``result``), which happens once ``barrier()`` saw every task's worker there, so that no worker
+    exits while a peer still reads its last all-reduce from it. Its log goes to the task's stderr;
+    a worker that fails raises with its log's tail; leaving the block kills a worker still running.
     """
-    command = [sys.executable, "-m", "sparkvision.training.worker", str(spec_path)]
-    tail: collections.deque[str] = collections.deque(maxlen=60)
-    with subprocess.Popen(
-        command,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-    ) as proc:
 
-        def forward() -> None:
-            for line in proc.stdout:
-                tail.append(line)
-                sys.stderr.write(line)
-            sys.stderr.flush()
+    def __init__(self, spec_path: Path, env: dict[str, str], name: str) -> None:
+        self.name = name
+        self.tail: collections.deque[str] = collections.deque(maxlen=60)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sparkvision.training.worker", str(spec_path)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        self.reader = threading.Thread(target=self._forward, daemon=True)
+        self.reader.start()
 
-        reader = threading.Thread(target=forward, daemon=True)
-        reader.start()
-        while proc.poll() is None and not result_file.exists():
-            time.sleep(0.2)
-        if result_file.exists():
-            barrier()
-        proc.stdin.close()
-        code = proc.wait()
-        reader.join()
-    if code != 0 or not result_file.exists():
-        raise RuntimeError(f"training {name} exited with status {code}:\n{''.join(tail)}")
-    return result_file.read_text()
+    def _forward(self) -> None:
+        for line in self.proc.stdout:
+            self.tail.append(line)
+            sys.stderr.write(line)
+        sys.stderr.flush()
+
+    def _wait_for(self, path: Path) -> None:
+        while not path.exists():
+            if self.proc.poll() is not None:
+                self._fail()
+            time.sleep(0.1)
+
+    def _fail(self) -> None:
+        code = self.proc.wait()
+        self.reader.join(timeout=5)
+        raise RuntimeError(f"training {self.name} exited with status {code}:\n{''.join(self.tail)}")
+
+    def port(self, port_file: Path) -> int:
+        self._wait_for(port_file)
+        return int(port_file.read_text())
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        self.proc.stdin.write(json.dumps(message) + "\n")
+        self.proc.stdin.flush()
+
+    def result(self, result_file: Path, barrier) -> str:
+        self._wait_for(result_file)
+        barrier()
+        self.proc.stdin.close()
+        if self.proc.wait() != 0:
+            self._fail()
+        self.reader.join()
+        return result_file.read_text()
+
+    def __enter__(self) -> WorkerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

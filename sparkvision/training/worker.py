@@ -1,6 +1,7 @@
 """One worker of a synchronous data-parallel training: the TensorFlow process of one barrier task.
 
-    python -m sparkvision.training.worker <spec.json>   (started by sparkvision.training.distributed)
+    python -m sparkvision.training.worker <spec.json>   (started by a barrier task, see
+                                                        sparkvision.training.distributed.WorkerProcess)
 
 Every worker holds a replica of the model and trains on its own part of the data (a Parquet file
 on the executor's local disk); ``tf.distribute.MultiWorkerMirroredStrategy`` all-reduces the
@@ -28,6 +29,7 @@ import io
 import json
 import logging
 import os
+import socket
 import sys
 import tarfile
 import tempfile
@@ -410,17 +412,33 @@ def _median(values: list[float]) -> float | None:
 
 
 def main(argv: list[str]) -> int:
+    """The worker's side of ``sparkvision.training.distributed.WorkerProcess``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # one line per collective otherwise
     spec = json.loads(Path(argv[0]).read_text())
-    result = train_worker(spec)
-    partial = Path(spec["result_file"] + ".tmp")
-    partial.write_text(json.dumps(result))
-    partial.replace(spec["result_file"])
+    import tensorflow  # noqa: F401  (seconds: while the barrier task spools this worker's part)
+
+    with socket.socket() as probe:
+        probe.bind((spec["host"], 0))
+        _write_atomic(Path(spec["port_file"]), str(probe.getsockname()[1]))
+        line = sys.stdin.readline()
+        if not line:
+            return 1  # the barrier task gave up
+    # The port is free again just now: the strategy's server binds it first thing.
+    cluster = json.loads(line)
+    os.environ["TF_CONFIG"] = cluster.pop("tf_config")
+    result = train_worker({**spec, **cluster})
+    _write_atomic(Path(spec["result_file"]), json.dumps(result))
     # Stay up until the barrier task says every worker is done: a peer still finishing its last
     # all-reduce reads from this process's collective server.
     sys.stdin.read()
     return 0
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 if __name__ == "__main__":
