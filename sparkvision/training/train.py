@@ -156,8 +156,7 @@ class RunRecord:
                 )
             elif again:
                 log.info("training run %s from its start%s", self.uri, again)
-        reply = {"rows": self.rows, "planned": self.planned, "attempt": max(len(self.attempts), 1)}
-        return reply, dict(self.files)
+        return {"rows": self.rows, "planned": self.planned}, dict(self.files)
 
     def commit_epoch(self, header: dict, files: dict) -> tuple[dict, dict]:
         row = header["row"]

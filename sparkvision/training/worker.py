@@ -357,7 +357,6 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
         "rank": rank,
         "workers": workers,
         "host": spec["host"],
-        "attempt": resume["attempt"],
         "module": sys.modules["sparkvision"].__file__,
         "steps_per_epoch": steps,
         "batch": batch,
