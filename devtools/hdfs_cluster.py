@@ -22,29 +22,29 @@ import getpass
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from devtools.daemons import alive, free_port
+from devtools.daemons import STATE_FILE, LocalDaemons, free_port, stop_or_status
 from sparkvision.platform.settings import PROJECT_DIR
 
 log = logging.getLogger(__name__)
 
 HADOOP_LIB = Path(os.environ.get("SPARKVISION_HADOOP_LIB", PROJECT_DIR / ".cache" / "hadoop" / "lib"))
-STATE_FILE = "cluster.json"
 NAMENODE = "org.apache.hadoop.hdfs.server.namenode.NameNode"
 DATANODE = "org.apache.hadoop.hdfs.server.datanode.DataNode"
 
 
 @dataclass
-class HdfsCluster:
+class HdfsCluster(LocalDaemons):
     """A started (or startable) HDFS whose files live under ``base_dir``."""
+
+    what = "HDFS"
 
     base_dir: str
     rpc_port: int = 8020
@@ -86,10 +86,6 @@ class HdfsCluster:
 
     # -- files -------------------------------------------------------------------------------
     @property
-    def _base(self) -> Path:
-        return Path(self.base_dir)
-
-    @property
     def conf_dir(self) -> Path:
         return self._base / "conf"
 
@@ -100,12 +96,6 @@ class HdfsCluster:
 
     def _daemon_conf_dir(self, daemon: str) -> Path:
         return self.conf_dir / daemon
-
-    def _pid_file(self, daemon: str) -> Path:
-        return self._base / f"{daemon}.pid"
-
-    def _log_file(self, daemon: str) -> Path:
-        return self._base / "logs" / f"{daemon}.log"
 
     def write_config(self) -> None:
         """Write core-site.xml, hdfs-site.xml and log4j.properties for every daemon and the clients."""
@@ -162,7 +152,8 @@ class HdfsCluster:
             (folder / "webapps" / app).mkdir(parents=True, exist_ok=True)
             (folder / "webapps" / app / "index.html").write_text("sparkvision HDFS\n")
 
-    def _java(self, daemon: str, *args: str) -> list[str]:
+    def command(self, daemon: str, *args: str) -> list[str]:
+        """The daemon's JVM: the Hadoop jars, its own configuration folder first on the classpath."""
         if not HADOOP_LIB.is_dir() or not any(HADOOP_LIB.glob("hadoop-hdfs-*.jar")):
             raise FileNotFoundError(f"Hadoop jars not found in {HADOOP_LIB}; run `make setup` first")
         java = str(Path(os.environ["JAVA_HOME"]) / "bin" / "java") if os.environ.get("JAVA_HOME") else "java"
@@ -187,19 +178,18 @@ class HdfsCluster:
             self.wait_ready(timeout)
             return self
         self.write_config()
-        (self._base / "logs").mkdir(parents=True, exist_ok=True)
+        self.save()
         if not (self._base / "name" / "current" / "VERSION").exists():
             log.info("formatting the NameNode in %s", self._base / "name")
             with open(self._log_file("format"), "w") as out:
                 subprocess.run(
-                    self._java("namenode", "-format", "-nonInteractive", "-force"),
+                    self.command("namenode", "-format", "-nonInteractive", "-force"),
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     check=True,
                 )
         for daemon in self.daemons:
             self.start_daemon(daemon)
-        (self._base / STATE_FILE).write_text(json.dumps(asdict(self), indent=2))
         try:
             self.wait_ready(timeout)
         except Exception:
@@ -207,41 +197,6 @@ class HdfsCluster:
             raise
         log.info("HDFS up: %s (WebHDFS %s, %d DataNodes)", self.uri, self.webhdfs_url, self.datanodes)
         return self
-
-    def start_daemon(self, daemon: str) -> int:
-        """Start one daemon in its own process group (again, after ``kill``); return its PID."""
-        with open(self._log_file(daemon), "ab") as out:
-            proc = subprocess.Popen(
-                self._java(daemon),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self._pid_file(daemon).write_text(str(proc.pid))
-        return proc.pid
-
-    def kill(self, daemon: str) -> int:
-        """SIGKILL one daemon (a machine lost, for the fault tests); return its PID."""
-        pid = int(self._pid_file(daemon).read_text())
-        os.kill(pid, signal.SIGKILL)
-        while alive(pid):
-            time.sleep(0.05)
-        return pid
-
-    def pids(self) -> dict[str, int]:
-        """The PIDs of this cluster's daemons that are alive."""
-        found = {}
-        for daemon in self.daemons:
-            pid_file = self._pid_file(daemon)
-            if pid_file.exists():
-                pid = int(pid_file.read_text())
-                if alive(pid):
-                    found[daemon] = pid
-        return found
-
-    def running(self) -> bool:
-        return len(self.pids()) == len(self.daemons)
 
     def live_datanodes(self) -> int:
         """How many DataNodes the NameNode counts as live (its JMX)."""
@@ -257,9 +212,7 @@ class HdfsCluster:
         payload = f"sparkvision probe {time.time()}".encode()
         last_error: Exception | None = None
         while time.monotonic() < deadline:
-            for daemon in self.daemons:
-                if self._pid_file(daemon).exists() and not alive(int(self._pid_file(daemon).read_text())):
-                    raise RuntimeError(f"HDFS {daemon} exited; see {self._log_file(daemon)}")
+            self.check_alive()
             try:
                 if self.live_datanodes() >= self.datanodes:
                     self.webhdfs_put("/tmp/.sparkvision-probe", payload)
@@ -269,23 +222,6 @@ class HdfsCluster:
                 last_error = exc
             time.sleep(0.5)
         raise TimeoutError(f"HDFS at {self.uri} not ready after {timeout:.0f}s: {last_error}")
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the daemons by PID: SIGTERM, then SIGKILL after ``timeout`` seconds."""
-        for daemon in reversed(list(self.daemons)):
-            pid_file = self._pid_file(daemon)
-            if not pid_file.exists():
-                continue
-            pid = int(pid_file.read_text())
-            if alive(pid):
-                os.kill(pid, signal.SIGTERM)
-                deadline = time.monotonic() + timeout
-                while alive(pid) and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                if alive(pid):
-                    os.kill(pid, signal.SIGKILL)
-            pid_file.unlink()
-            log.info("stopped HDFS %s (pid %d)", daemon, pid)
 
     # -- WebHDFS (probe and small test helpers) -----------------------------------------------
     def _url(self, path: str, op: str, **params: str) -> str:
@@ -318,12 +254,6 @@ class HdfsCluster:
                 return None
             raise
 
-    @classmethod
-    def load(cls, base_dir: str) -> HdfsCluster:
-        """The cluster recorded in ``base_dir`` by an earlier start."""
-        recorded = json.loads((Path(base_dir) / STATE_FILE).read_text())
-        return cls(**{key: value for key, value in recorded.items() if key in cls.__dataclass_fields__})
-
 
 def with_free_ports(base_dir: str, datanodes: int = 1, replication: int = 1) -> HdfsCluster:
     """A cluster description on free loopback ports (for tests and side-by-side clusters)."""
@@ -355,10 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--free-ports", action="store_true", help="pick free loopback ports for every daemon")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    state = Path(args.dir) / STATE_FILE
     if args.command == "start":
         replication = args.replication or min(2, args.datanodes)
-        cluster = HdfsCluster.load(args.dir) if state.exists() else None
+        cluster = HdfsCluster.load(args.dir) if (Path(args.dir) / STATE_FILE).exists() else None
         if cluster is None or not cluster.running():
             cluster = (
                 with_free_ports(args.dir, args.datanodes, replication)
@@ -376,17 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export AIRFLOW_CONN_WEBHDFS_DEFAULT='{cluster.airflow_connection}'")
         print(f"export HADOOP_CONF_DIR={cluster.client_conf_dir.resolve()}")
         return 0
-    if not state.exists():
-        print(f"no HDFS recorded in {args.dir}")
-        return 0 if args.command == "stop" else 1
-    cluster = HdfsCluster.load(args.dir)
-    if args.command == "stop":
-        cluster.stop()
-        print("HDFS stopped")
-        return 0
-    pids = cluster.pids()
-    print(f"HDFS {cluster.uri}: " + (", ".join(f"{d} pid {p}" for d, p in pids.items()) or "not running"))
-    return 0 if cluster.running() else 1
+    return stop_or_status(HdfsCluster, args.command, args.dir)
 
 
 if __name__ == "__main__":

@@ -19,25 +19,21 @@ The code reaches them with each job (``sparkvision.platform.spark.ship_package``
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
-import signal
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from devtools.daemons import alive, free_port
+from devtools.daemons import STATE_FILE, LocalDaemons, free_port, stop_or_status
 from sparkvision.platform.settings import PROJECT_DIR
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "cluster.json"
 MASTER = "org.apache.spark.deploy.master.Master"
 WORKER = "org.apache.spark.deploy.worker.Worker"
 EXECUTOR = "org.apache.spark.executor.CoarseGrainedExecutorBackend"
@@ -53,8 +49,10 @@ def spark_home() -> Path:
 
 
 @dataclass
-class SparkCluster:
+class SparkCluster(LocalDaemons):
     """A started (or startable) standalone cluster whose state lives under ``base_dir``."""
+
+    what = "Spark"
 
     base_dir: str
     master_port: int = 7077
@@ -77,17 +75,7 @@ class SparkCluster:
     def daemons(self) -> dict[str, str]:
         return {"master": MASTER, **{f"worker-{i}": WORKER for i in range(self.workers)}}
 
-    @property
-    def _base(self) -> Path:
-        return Path(self.base_dir)
-
-    def _pid_file(self, daemon: str) -> Path:
-        return self._base / f"{daemon}.pid"
-
-    def _log_file(self, daemon: str) -> Path:
-        return self._base / "logs" / f"{daemon}.log"
-
-    def _command(self, daemon: str) -> list[str]:
+    def command(self, daemon: str) -> list[str]:
         command = [str(spark_home() / "bin" / "spark-class"), self.daemons[daemon]]
         if daemon == "master":
             return [*command, "--host", self.host, "--port", str(self.master_port), "--webui-port", str(self.web_port)]
@@ -110,7 +98,8 @@ class SparkCluster:
             str(work.resolve()),
         ]
 
-    def _env(self, daemon: str) -> dict[str, str]:
+    def environment(self, daemon: str) -> dict[str, str]:
+        """A clean environment: nothing of this process but ``PASSED_ENV`` (no ``PYTHONPATH``)."""
         env = {key: os.environ[key] for key in PASSED_ENV if key in os.environ}
         local = self._base / "local" / daemon
         local.mkdir(parents=True, exist_ok=True)
@@ -131,8 +120,7 @@ class SparkCluster:
             log.info("Spark cluster already running at %s", self.master_url)
             self.wait_ready(timeout)
             return self
-        (self._base / "logs").mkdir(parents=True, exist_ok=True)
-        (self._base / STATE_FILE).write_text(json.dumps(asdict(self), indent=2))
+        self.save()
         for daemon in self.daemons:
             self.start_daemon(daemon)
             if daemon == "master":
@@ -146,19 +134,6 @@ class SparkCluster:
             "Spark cluster up: %s, %d workers x %d core(s), %s", self.master_url, self.workers, self.cores, self.memory
         )
         return self
-
-    def start_daemon(self, daemon: str) -> int:
-        with open(self._log_file(daemon), "ab") as out:
-            proc = subprocess.Popen(
-                self._command(daemon),
-                env=self._env(daemon),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self._pid_file(daemon).write_text(str(proc.pid))
-        return proc.pid
 
     def state(self) -> dict:
         """The master's view (its web UI's JSON): workers, applications, cores."""
@@ -174,10 +149,7 @@ class SparkCluster:
         deadline = time.monotonic() + timeout
         last_error: Exception | None = None
         while time.monotonic() < deadline:
-            for daemon in self.daemons:
-                pid_file = self._pid_file(daemon)
-                if pid_file.exists() and not alive(int(pid_file.read_text())):
-                    raise RuntimeError(f"Spark {daemon} exited; see {self._log_file(daemon)}")
+            self.check_alive()
             try:
                 if self.alive_workers() >= wanted:
                     return
@@ -185,17 +157,6 @@ class SparkCluster:
                 last_error = exc
             time.sleep(0.5)
         raise TimeoutError(f"Spark master {self.master_url} not ready with {wanted} workers: {last_error}")
-
-    def pids(self) -> dict[str, int]:
-        found = {}
-        for daemon in self.daemons:
-            pid_file = self._pid_file(daemon)
-            if pid_file.exists() and alive(pid := int(pid_file.read_text())):
-                found[daemon] = pid
-        return found
-
-    def running(self) -> bool:
-        return len(self.pids()) == len(self.daemons)
 
     def executor_pids(self) -> list[int]:
         """The executor JVMs the workers run now (children in the workers' process groups)."""
@@ -212,30 +173,6 @@ class SparkCluster:
             if pgid in groups and EXECUTOR.encode() in cmdline:
                 found.append(int(entry.name))
         return sorted(found)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the workers (with their executors), then the master: SIGTERM to each process
-        group, SIGKILL after ``timeout`` seconds."""
-        for daemon in reversed(list(self.daemons)):
-            pid_file = self._pid_file(daemon)
-            if not pid_file.exists():
-                continue
-            pid = int(pid_file.read_text())
-            if alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGTERM)
-                deadline = time.monotonic() + timeout
-                while alive(pid) and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)  # the group: executors a worker left behind too
-            pid_file.unlink()
-            log.info("stopped Spark %s (pid %d)", daemon, pid)
-
-    @classmethod
-    def load(cls, base_dir: str) -> SparkCluster:
-        recorded = json.loads((Path(base_dir) / STATE_FILE).read_text())
-        return cls(**{key: value for key, value in recorded.items() if key in cls.__dataclass_fields__})
 
 
 def with_free_ports(base_dir: str, workers: int = 2, cores: int = 1, memory: str = "2g") -> SparkCluster:
@@ -257,9 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--free-ports", action="store_true", help="pick free loopback ports")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    state = Path(args.dir) / STATE_FILE
     if args.command == "start":
-        cluster = SparkCluster.load(args.dir) if state.exists() else None
+        cluster = SparkCluster.load(args.dir) if (Path(args.dir) / STATE_FILE).exists() else None
         if cluster is None or not cluster.running():
             cluster = (
                 with_free_ports(args.dir, args.workers, args.cores, args.memory)
@@ -273,17 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"export AIRFLOW_CONN_SPARK_DEFAULT='{cluster.airflow_connection}'")
         return 0
-    if not state.exists():
-        print(f"no Spark cluster recorded in {args.dir}")
-        return 0 if args.command == "stop" else 1
-    cluster = SparkCluster.load(args.dir)
-    if args.command == "stop":
-        cluster.stop()
-        print("Spark cluster stopped")
-        return 0
-    pids = cluster.pids()
-    print(f"Spark {cluster.master_url}: " + (", ".join(f"{d} pid {p}" for d, p in pids.items()) or "not running"))
-    return 0 if cluster.running() else 1
+    return stop_or_status(SparkCluster, args.command, args.dir)
 
 
 if __name__ == "__main__":
