@@ -66,7 +66,7 @@ def ship_package(spark: Any) -> str:
     if not package_dir.is_dir():  # imported from an archive: the archive is the path's first file
         archive = next(parent for parent in package_dir.parents if parent.is_file())
     else:
-        archive = package_archive(package_dir, Path(tempfile.gettempdir()) / "sparkvision-packages")
+        archive = package_archive(package_dir, Path(tempfile.gettempdir()) / f"sparkvision-packages-{os.getuid()}")
     spark.sparkContext.addPyFile(str(archive))
     log.info("shipping %s to the executors", archive.name)
     return str(archive)
