@@ -3,10 +3,11 @@ SHELL := /bin/bash
 ENV := . scripts/env.sh &&
 VERSION ?= v1
 PYTEST_ARGS ?=
+DATANODES ?= 3
 LINT := ruff check . && ruff format --check . && lint-imports --no-logo
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-e2e lint format bench hdfs-start hdfs-stop hdfs-status airflow-init airflow-standalone lock clean
+.PHONY: help setup demo test test-e2e lint format bench hdfs-start hdfs-stop hdfs-status spark-start spark-stop spark-status airflow-init airflow-standalone lock clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,14 +33,23 @@ format: setup ## ruff fix and format
 bench: setup ## run the benchmarks; figures to bench/results/*.json and docs/benchmarks.md
 	@$(ENV) python -m bench $(BENCH)
 
-hdfs-start: setup ## start a single-node HDFS on loopback (RPC 8020, WebHDFS 9870)
-	@$(ENV) python -m devtools.hdfs_cluster start
+hdfs-start: setup ## start HDFS on loopback: RPC 8020, WebHDFS 9870, 3 DataNodes, 2 replicas (DATANODES=1: light)
+	@$(ENV) python -m devtools.hdfs_cluster start --datanodes $(DATANODES)
 
 hdfs-stop: ## stop it
 	@$(ENV) python -m devtools.hdfs_cluster stop
 
 hdfs-status: ## is it running?
 	@$(ENV) python -m devtools.hdfs_cluster status
+
+spark-start: setup ## start a Spark standalone cluster on loopback: master 7077 (web UI 8090), 2 workers x 1 core
+	@$(ENV) python -m devtools.spark_cluster start
+
+spark-stop: ## stop it (workers with their executors, then the master)
+	@$(ENV) python -m devtools.spark_cluster stop
+
+spark-status: ## is it running?
+	@$(ENV) python -m devtools.spark_cluster status
 
 airflow-init: setup ## create or migrate the SQLite Airflow database in .airflow/
 	@$(ENV) airflow db migrate > /dev/null && echo "Airflow DB ready in $${AIRFLOW_HOME}"

@@ -1,4 +1,5 @@
-"""Session-wide fixtures: one SparkSession and one real HDFS per test session."""
+"""Session-wide fixtures: one SparkSession and one real HDFS per test session (and, for the cluster
+tests, one Spark standalone cluster and one three-DataNode HDFS)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools import spark_cluster
 from devtools.hdfs_cluster import HdfsCluster, with_free_ports
 from sparkvision.config.runconfig import RunConfig
 from sparkvision.platform.spark import SESSION_CONF
@@ -49,6 +51,27 @@ def hadoop_fs(spark):
 def hdfs(tmp_path_factory) -> HdfsCluster:
     """A real single-node HDFS (NameNode + DataNode) on free loopback ports, stopped at the end."""
     cluster = with_free_ports(str(tmp_path_factory.mktemp("hdfs")))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def hdfs3(tmp_path_factory) -> HdfsCluster:
+    """A real HDFS of three DataNodes keeping two replicas of every block, on free loopback ports.
+
+    Its clients must write with two replicas too: ``HADOOP_CONF_DIR=hdfs3.client_conf_dir``.
+    """
+    cluster = with_free_ports(str(tmp_path_factory.mktemp("hdfs3")), datanodes=3, replication=2)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def standalone_cluster(tmp_path_factory) -> spark_cluster.SparkCluster:
+    """A Spark standalone cluster (a master, two workers of one core each) on free loopback ports."""
+    cluster = spark_cluster.with_free_ports(str(tmp_path_factory.mktemp("spark")), workers=2, cores=1, memory="2g")
     cluster.start()
     yield cluster
     cluster.stop()

@@ -43,7 +43,9 @@ CURATED_MANIFEST = "manifest.json"
 TENSOR_STATS = "stats.json"
 # runs/<model>/<run id>/
 RUN_PARAMS = "train_params.json"  # the run's parameters, input and identity
-RUN_BACKUP = "backup"  # the per-epoch checkpoint (weights, optimizer, epoch)
+RUN_BACKUP = "backup"  # the per-epoch checkpoint (weights, optimizer, epoch), in two files:
+CHECKPOINT_STATE = "checkpoint.npz"  # backup/: model weights and optimizer variables
+CHECKPOINT_META = "training_metadata.json"  # backup/: epochs done, planned epochs, workers
 RUN_BEST_WEIGHTS = "best.weights.h5"
 RUN_HISTORY_CSV = "history.csv"  # one row per epoch, across resumes
 RUN_HISTORY = "history.json"  # the summary, once training finished

@@ -26,6 +26,8 @@ class HadoopFS:
     """A thin Pythonic wrapper over ``FileSystem``/``FileContext`` for one SparkSession."""
 
     def __init__(self, spark: Any) -> None:
+        #: The session it talks through (jobs that run Spark stages take it from here).
+        self.spark = spark
         self._jvm = spark._jvm
         self._gateway = spark.sparkContext._gateway
         self._conf = spark._jsc.hadoopConfiguration()
