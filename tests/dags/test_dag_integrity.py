@@ -75,9 +75,10 @@ def _parse_in_subprocess(env_root: str) -> dict:
 import json, sys, runpy
 ns = runpy.run_path({str(os.path.join(os.path.dirname(__file__), "..", "..", "dags", "image_training.py"))!r})
 dag = ns["dag"]
+sensors = [t for t in dag.tasks if t.task_id.startswith("wait_for")]
 print(json.dumps({{
-    "sensors": {{t.task_id: type(t).__name__ for t in dag.tasks if t.task_id.startswith("wait_for")}},
-    "waiting": sorted({{(getattr(t, "deferrable", False), t.mode) for t in dag.tasks if t.task_id.startswith("wait_for")}}),
+    "sensors": {{t.task_id: type(t).__name__ for t in sensors}},
+    "waiting": sorted({{(getattr(t, "deferrable", False), t.mode) for t in sensors}}),
     "raw_path": dag.get_task("wait_for_raw_drop").filepath,
     "macros": sorted(dag.user_defined_macros),
     "heavy": [m for m in {HEAVY_MODULES!r} if m in sys.modules],
