@@ -23,6 +23,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from sparkvision.orchestration import io
 from sparkvision.platform.catalog import latest_version, published_versions
@@ -157,7 +158,8 @@ def models_page(models: dict[str, list[VersionInfo]], prefix: str, can_rollback:
             base = f"{prefix}/models/{e(model)}/{row.version}"
             accuracy = f"{row.test_accuracy:.4f}" if row.test_accuracy is not None else "?"
             run_link = (
-                f'<a href="/dags/{DAG_ID}/runs/{e(row.airflow_run_id)}" target="_top">{e(row.airflow_run_id)}</a>'
+                f'<a href="/dags/{DAG_ID}/runs/{quote(row.airflow_run_id, safe="")}" target="_top">'
+                f"{e(row.airflow_run_id)}</a>"
                 if row.airflow_run_id
                 else ""
             )

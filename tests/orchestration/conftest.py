@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,10 +50,13 @@ def stack_root(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory, stack_root) -> AirflowStack:
+def stack(stack_root) -> AirflowStack:
     started = time.monotonic()
+    # Not under pytest's private (0700) temporary folder: as root, PostgreSQL runs as its own user.
+    base = tempfile.mkdtemp(prefix="sparkvision-stack-")
+    os.chmod(base, 0o755)
     airflow = AirflowStack(
-        str(tmp_path_factory.mktemp("airflow-stack")),
+        base,
         api_port=free_port(),
         extra_env={
             "SPARKVISION_ROOT": stack_root,
@@ -67,6 +72,7 @@ def stack(tmp_path_factory, stack_root) -> AirflowStack:
     print(f"stack healthy after {time.monotonic() - started:.1f} s")
     yield airflow
     airflow.stop()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,12 @@ def screenshots(test_output):
     return folder
 
 
+def field(dialog, name: str):
+    """The input of the form field labelled ``name`` (the label's text is the parameter's name)."""
+    label = dialog.locator("label[data-part=label]").filter(has_text=re.compile(rf"^\s*{name}\s*\*?\s*$"))
+    return dialog.locator(f"[id='{label.first.get_attribute('for')}']")
+
+
 def open_trigger_form(page, stack):
     page.goto(f"{stack.url}/dags/image_training")
     page.get_by_role("button", name="Trigger").first.click()
@@ -69,13 +75,13 @@ def test_browser_refuses_a_hostile_version_and_a_valid_trigger_runs_to_success(
     # a valid trigger on a small slice
     dialog.locator("#element_version").fill(VERSION)
     dialog.get_by_role("button", name="Training", exact=True).click()
-    dialog.get_by_label("architecture").fill("reference")
-    dialog.get_by_label("architecture").press("Enter")
-    dialog.get_by_label("epochs", exact=True).fill(str(FAST["epochs"]))
-    dialog.get_by_label("batch_size", exact=True).fill(str(FAST["batch_size"]))
+    field(dialog, "architecture").fill(FAST["architecture"])
+    field(dialog, "architecture").press("Enter")
+    for name in ("epochs", "batch_size"):
+        field(dialog, name).fill(str(FAST[name]))
     dialog.get_by_role("button", name="Blessing", exact=True).click()
-    dialog.get_by_label("min_accuracy", exact=True).fill(str(FAST["min_accuracy"]))
-    dialog.get_by_label("max_regression", exact=True).fill(str(FAST["max_regression"]))
+    for name in ("min_accuracy", "max_regression"):
+        field(dialog, name).fill(str(FAST[name]))
     page.screenshot(path=screenshots / "03-trigger-form.png", full_page=True)
     dialog.get_by_role("button", name="Trigger").click()
     dialog.wait_for(state="detached")
