@@ -8,6 +8,7 @@ process of their sessions (LocalExecutor workers, task processes, spark-submit J
     python -m devtools.airflow_stack start     # `make airflow-start`: waits until healthy
     python -m devtools.airflow_stack status
     python -m devtools.airflow_stack airflow backfill create --dag-id image_training ...
+    python -m devtools.airflow_stack reprocess v1 v2    # one run per named version, via the REST API
     python -m devtools.airflow_stack stop      # `make airflow-stop`: nothing left running
 
 Nothing secret is committed or defaulted: the first start generates the database password,
@@ -342,10 +343,19 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("stop", help="stop every process of the stack")
     sub.add_parser("status", help="the components' PIDs and the health endpoint's answer")
     sub.add_parser("env", help="print the stack's settings as shell exports (secrets included)")
+    gen = sub.add_parser("secrets", help="add any missing secret to an env file (docker-compose.yaml's .env)")
+    gen.add_argument("file", type=Path)
     run = sub.add_parser("airflow", help="run the airflow CLI against the stack")
     run.add_argument("args", nargs=argparse.REMAINDER)
+    again = sub.add_parser("reprocess", help="sparkvision.orchestration.reprocess as admin against the stack")
+    again.add_argument("args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.command == "secrets":
+        added = set(SECRET_NAMES) - (set(read_env_file(args.file)) if args.file.exists() else set())
+        generate_secrets(args.file)
+        print(f"{args.file}: " + (f"added {', '.join(sorted(added))}" if added else "every secret already set"))
+        return 0
     stack = AirflowStack.load(args.dir)
     if args.command == "start":
         if stack.running():
@@ -371,6 +381,10 @@ def main(argv: list[str] | None = None) -> int:
             if key.startswith(("AIRFLOW", "SPARKVISION")):
                 print(f"export {key}={_shell_quote(value)}")
         return 0
+    if args.command == "reprocess":
+        command = [sys.executable, "-m", "sparkvision.orchestration.reprocess", "--url", stack.url]
+        command += ["--user", "admin", "--password-file", str(stack.passwords_file), *args.args]
+        return subprocess.run(command).returncode
     return subprocess.run([sys.executable, "-m", "airflow", *args.args], env=env).returncode
 
 
