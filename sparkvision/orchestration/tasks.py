@@ -25,6 +25,13 @@ def dag_macros() -> dict[str, Any]:
     return {"artifact": artifact_path}
 
 
+#: The Spark settings of every job the DAGs submit (the orchestration bench's plain script uses them too).
+SPARK_CONF = {
+    "spark.log.level": "WARN",
+    "spark.ui.showConsoleProgress": "false",
+    f"spark.hadoop.{CLOSE_RETRY_DELAY_KEY}": "20",  # small-file writes to HDFS (see storage.py)
+}
+
 #: What each sensor waits for, in the words of its timeout message.
 ARTIFACT_NAMES = {
     "raw": "the raw drop",
@@ -72,12 +79,7 @@ def spark_job(task_id: str, job: str, **kwargs: Any):
 
     from sparkvision.orchestration.links import job_links
 
-    conf = {
-        "spark.log.level": "WARN",
-        "spark.ui.showConsoleProgress": "false",
-        f"spark.hadoop.{CLOSE_RETRY_DELAY_KEY}": "20",  # small-file writes to HDFS (see storage.py)
-        **kwargs.pop("conf", {}),
-    }
+    conf = {**SPARK_CONF, **kwargs.pop("conf", {})}
     operator = SparkSubmitOperator(
         task_id=task_id,
         pool=settings.spark_pool(),
