@@ -107,6 +107,16 @@ def last_error(content: list[Any]) -> str:
     return found or "(no error in the log)"
 
 
+def _seconds(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    return (_when(end) - _when(start)).total_seconds()
+
+
+def _when(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
 def _q(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
@@ -142,7 +152,10 @@ def reprocess(
         while state not in TERMINAL and time.monotonic() < deadline:
             time.sleep(poll)
             state = api.run(run_id)["state"]
-        outcome = Outcome(version, run_id, state, describe(api, run_id, state))
+        run = api.run(run_id)
+        took = _seconds(run.get("start_date"), run.get("end_date"))
+        detail = describe(api, run_id, state) + (f" ({took:.0f} s)" if took is not None else "")
+        outcome = Outcome(version, run_id, state, detail)
         echo(outcome.line())
         outcomes.append(outcome)
     return outcomes
@@ -172,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--password-file", help="a JSON file {user: password} (SimpleAuthManager's generated one)")
     parser.add_argument("-c", "--conf", default="{}", help="other run parameters, as JSON")
     parser.add_argument("--timeout", type=float, default=6 * 3600, help="seconds to wait for all runs")
+    parser.add_argument("--poll", type=float, default=5.0, help="seconds between looks at a run's state")
     parser.add_argument("--unpause", action="store_true", help="unpause the DAG first (its schedule starts too)")
     args = parser.parse_args(argv)
     password = os.environ.get("AIRFLOW_PASSWORD")

@@ -36,12 +36,25 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-STOP_LAST = "test_stack_stop_leaves_no_process_behind"
+#: The tests on the session's stack, in the order the scenario needs: the runs waiting for drops
+#: that never come are checked once other runs had the time to finish beside them, and the stop
+#: comes last. Tests that need no stack run first.
+SCENARIO = (
+    "test_every_component_is_its_own_process_and_healthy",
+    "test_browser_refuses_a_hostile_version_and_a_valid_trigger_runs_to_success",
+    "test_viewer_cannot_trigger_or_roll_back",
+    "test_a_misspelt_parameter_is_refused_naming_the_closest_one",
+    "test_backfill_processes_each_dates_drop_as_its_own_version_in_order",
+    "test_named_versions_are_reprocessed_through_the_rest_api",
+    "test_admin_rolls_latest_back",
+    "test_a_run_waiting_for_a_missing_drop_times_out_with_its_reason",
+    "test_stack_stop_leaves_no_process_behind",
+)
 
 
 def pytest_collection_modifyitems(items):
-    """The test that stops the session's stack runs after every other test."""
-    items.sort(key=lambda item: item.name == STOP_LAST)
+    order = {name: index for index, name in enumerate(SCENARIO)}
+    items.sort(key=lambda item: order.get(item.originalname, -1) if item.path.parent == Path(__file__).parent else -1)
 
 
 @pytest.fixture(scope="session")
@@ -97,6 +110,17 @@ def viewer_api(stack, api) -> AirflowApi:
     return AirflowApi(stack.url, "viewer", stack.password("viewer"))
 
 
+@pytest.fixture(scope="session")
+def waiting_runs(api) -> dict[str, str]:
+    """Runs of two versions whose drops never arrive: they wait (deferred), then time out."""
+    runs = {}
+    for version in ("never1", "never2"):
+        run_id = f"waiting__{version}"
+        api.trigger({"version": version, **FAST}, run_id)
+        runs[version] = run_id
+    return runs
+
+
 def wait_for_run(api: AirflowApi, run_id: str, timeout: float, every: Callable[[], None] | None = None) -> dict:
     """Poll a run until it succeeds or fails (calling ``every`` at each poll); return the run."""
     deadline = time.monotonic() + timeout
@@ -124,7 +148,7 @@ def runs_by_conf_version(api: AirflowApi) -> dict[str, list[dict]]:
 
 
 @pytest.fixture(scope="session")
-def test_output(project_dir) -> Path:
+def output_dir(project_dir) -> Path:
     """Where the browser tests leave their screenshots (git-ignored)."""
     folder = Path(os.environ.get("SPARKVISION_TEST_OUTPUT", project_dir / "data" / "test-output"))
     folder.mkdir(parents=True, exist_ok=True)

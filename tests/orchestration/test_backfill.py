@@ -88,7 +88,7 @@ def test_named_versions_are_reprocessed_through_the_rest_api(stack, backfilled):
     """The documented command: one run per named version, each outcome reported."""
     versions = [version_of(DATES[0]), version_of(DATES[2])]
     command = [sys.executable, "-m", "sparkvision.orchestration.reprocess", "--url", stack.url]
-    command += ["--password-file", str(stack.passwords_file), "--timeout", "600", "-c", json.dumps(FAST)]
+    command += ["--password-file", str(stack.passwords_file), "--timeout", "600", "--poll", "2", "-c", json.dumps(FAST)]
     result = subprocess.run([*command, *versions], env=stack.env(), capture_output=True, text=True, timeout=700)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = {

@@ -21,23 +21,11 @@ from tests.orchestration.conftest import DROP_TIMEOUT, FAST, SLICE, runs_by_conf
 pytestmark = pytest.mark.integration
 
 VERSION = "ui1"
-NEVER_DROPPED = ("never1", "never2")
 
 
 @pytest.fixture(scope="module")
-def waiting_runs(api, stack_root) -> dict[str, str]:
-    """Runs of two versions whose drops never arrive: they wait (deferred), then time out."""
-    runs = {}
-    for version in NEVER_DROPPED:
-        run_id = f"waiting__{version}"
-        api.trigger({"version": version, **FAST}, run_id)
-        runs[version] = run_id
-    return runs
-
-
-@pytest.fixture(scope="module")
-def screenshots(test_output):
-    folder = test_output / "ui"
+def screenshots(output_dir):
+    folder = output_dir / "ui"
     folder.mkdir(exist_ok=True)
     return folder
 
