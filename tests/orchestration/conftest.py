@@ -23,8 +23,8 @@ from devtools.airflow_stack import AirflowStack
 from devtools.procs import free_port
 from sparkvision.orchestration.reprocess import AirflowApi
 
-#: Seconds a run waits for its raw drop before it fails (long enough for another run to finish).
-DROP_TIMEOUT = 150
+#: Seconds a run waits for its raw drop before it fails (long enough for other runs to get going).
+DROP_TIMEOUT = 240
 #: Small and quick: one epoch of the reference CNN, every model blessed.
 FAST = {"architecture": "reference", "epochs": 1, "batch_size": 64, "min_accuracy": 0.0, "max_regression": 1.0}
 SLICE = 100  # images per source split of each drop
