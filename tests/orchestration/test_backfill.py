@@ -118,5 +118,5 @@ def test_admin_rolls_latest_back(stack, api, backfilled, login, output_dir):
     latest = [row for row in api.get("/sparkvision/api/models")["models"]["fashion_cnn"] if row["latest"]]
     assert [row["version"] for row in latest] == [target]
     page.reload()
-    row = page.frame_locator("iframe").get_by_role("row").filter(has_text="LATEST")
-    assert row.first.inner_text().split()[0] == str(target)
+    marked = page.frame_locator("iframe").locator("tr:has(span.latest)")  # not the "make LATEST" buttons
+    assert marked.count() == 1 and marked.inner_text().split()[0] == str(target)

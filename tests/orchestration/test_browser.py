@@ -10,10 +10,12 @@ in ``data/test-output/ui/``.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 
 from devtools.rawdrop import lay_out
+from sparkvision.config.params import PARAMETERS
 from sparkvision.orchestration.reprocess import ApiError
 from tests.conftest import DATASET
 from tests.orchestration.conftest import DROP_TIMEOUT, FAST, SLICE, runs_by_conf_version, task_states, wait_for_run
@@ -51,8 +53,13 @@ def test_browser_refuses_a_hostile_version_and_a_valid_trigger_runs_to_success(
     page = login("admin")
     page.screenshot(path=screenshots / "01-signed-in.png")
 
-    # a hostile version: the page shows the refusal, no run is created
+    # the form: every field of its first section with its description
     dialog = open_trigger_form(page, stack)
+    for declared in PARAMETERS:
+        if declared.section == "Run":
+            assert dialog.get_by_text(declared.help, exact=True).is_visible(), declared.name
+
+    # a hostile version: the page shows the refusal, no run is created
     dialog.locator("#element_version").fill("../x")
     dialog.get_by_role("button", name="Trigger").click()
     refusal = dialog.get_by_text(re.compile(r"Invalid input for param version"))
@@ -132,8 +139,13 @@ def test_browser_refuses_a_hostile_version_and_a_valid_trigger_runs_to_success(
 
 
 def test_a_run_waiting_for_a_missing_drop_times_out_with_its_reason(api, waiting_runs):
-    """The never-dropped versions end failed, saying which drop never arrived (no retry)."""
-    for version, run_id in waiting_runs.items():
+    """The never-dropped versions end failed, saying which drop never arrived (no retry); so does
+    the daily run the unpause created, which waited for the drop named by its logical date."""
+    scheduled = api.get("/api/v2/dags/image_training/dagRuns?run_type=scheduled")["dag_runs"]
+    start = api.get("/api/v2/dags/image_training/details")["start_date"]
+    assert scheduled or datetime.now(UTC).isoformat() < start, "unpausing created no scheduled run"
+    daily = {run["logical_date"][:10].replace("-", ""): run["dag_run_id"] for run in scheduled}
+    for version, run_id in {**waiting_runs, **daily}.items():
         finished = wait_for_run(api, run_id, timeout=DROP_TIMEOUT + 120)
         assert finished["state"] == "failed"
         sensor = next(t for t in api.task_instances(run_id) if t["task_id"] == "wait_for_raw_drop")
