@@ -37,6 +37,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from devtools.procs import alive, describe, free_port, session_members, stop_session
@@ -283,14 +284,14 @@ class AirflowStack:
 
     def stop(self, grace: float = 30.0) -> list[str]:
         """Stop every component by PID (Airflow first, PostgreSQL last); return what is left (nothing)."""
-        left: list[int] = []
+        if not self.pids:
+            return []
         for name in [*reversed(COMPONENTS), "postgres"]:
             pid = self.pids.get(name)
             if pid is None:
                 continue
             # SIGINT is PostgreSQL's fast shutdown; Airflow's components end on SIGTERM.
-            first = signal.SIGINT if name == "postgres" else signal.SIGTERM
-            left += stop_session(pid, first=first, grace=grace)
+            stop_session(pid, first=signal.SIGINT if name == "postgres" else signal.SIGTERM, grace=grace)
             log.info("stopped %s (pid %d)", name, pid)
         left = session_members(self.pids.values())
         self.pids = {}
@@ -318,8 +319,6 @@ def _all_healthy(health: dict, since: float) -> bool:
         beat = info.get(f"latest_{component}_heartbeat")
         if info.get("status") != "healthy" or not beat:
             return False
-        from datetime import datetime
-
         if datetime.fromisoformat(beat).timestamp() < since:  # a job of an earlier start
             return False
     return health.get("metadatabase", {}).get("status") == "healthy"

@@ -117,6 +117,7 @@ def test_admin_rolls_latest_back(stack, api, backfilled, login, output_dir):
     assert answer.value.status == 303  # back to the listing
     latest = [row for row in api.get("/sparkvision/api/models")["models"]["fashion_cnn"] if row["latest"]]
     assert [row["version"] for row in latest] == [target]
-    page.reload()
+    page.goto(f"{stack.url}/plugin/sparkvision-models")
     marked = page.frame_locator("iframe").locator("tr:has(span.latest)")  # not the "make LATEST" buttons
+    marked.wait_for()
     assert marked.count() == 1 and marked.inner_text().split()[0] == str(target)

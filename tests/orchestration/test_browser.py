@@ -10,6 +10,8 @@ in ``data/test-output/ui/``.
 from __future__ import annotations
 
 import re
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime
 
 import pytest
@@ -155,6 +157,11 @@ def test_a_run_waiting_for_a_missing_drop_times_out_with_its_reason(api, waiting
 
 
 def test_viewer_cannot_trigger_or_roll_back(login, stack, api, viewer_api, screenshots):
+    # without a login the models pages answer nothing (a browser is sent to the login page)
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        urllib.request.urlopen(f"{stack.url}/sparkvision/api/models", timeout=30)
+    assert anonymous.value.code == 401
+
     with pytest.raises(ApiError) as refused:
         viewer_api.trigger({"version": "viewer1"}, "viewer__1")
     assert refused.value.status == 403
