@@ -61,6 +61,7 @@ SECRET_NAMES = (
     "AIRFLOW__CORE__FERNET_KEY",
 )
 STATE_FILE = "stack.json"
+PASS_THROUGH = ("airflow", "reprocess")
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
 
 
@@ -344,11 +345,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("env", help="print the stack's settings as shell exports (secrets included)")
     gen = sub.add_parser("secrets", help="add any missing secret to an env file (docker-compose.yaml's .env)")
     gen.add_argument("file", type=Path)
-    run = sub.add_parser("airflow", help="run the airflow CLI against the stack")
-    run.add_argument("args", nargs=argparse.REMAINDER)
-    again = sub.add_parser("reprocess", help="sparkvision.orchestration.reprocess as admin against the stack")
-    again.add_argument("args", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
+    sub.add_parser("airflow", help="run the airflow CLI against the stack (the rest of the line is its)")
+    sub.add_parser("reprocess", help="sparkvision.orchestration.reprocess as admin against the stack")
+    # What follows a pass-through command goes to it untouched (options included).
+    argv = sys.argv[1:] if argv is None else list(argv)
+    cut = next((i + 1 for i, word in enumerate(argv) if word in PASS_THROUGH), len(argv))
+    args = parser.parse_args(argv[:cut])
+    args.args = argv[cut:]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.command == "secrets":
         added = set(SECRET_NAMES) - (set(read_env_file(args.file)) if args.file.exists() else set())

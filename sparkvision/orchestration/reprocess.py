@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     except ApiError as exc:
         print(f"reprocess: {exc}", file=sys.stderr)
         return 2
+    except urllib.error.URLError as exc:
+        print(f"reprocess: cannot reach Airflow at {args.url}: {exc.reason} (is it running?)", file=sys.stderr)
+        return 2
     return 0 if all(outcome.state == "success" for outcome in outcomes) else 1
 
 
