@@ -17,6 +17,10 @@ whenever image_training publishes a new model version (the `sparkvision_publishe
 event of its `announce` task): that run scores with the announced version the batch named by
 `batch`, or, when it is empty, the newest complete batch under `incoming/`.
 
+**Waiting** for the batch holds no worker slot (deferrable sensor on file://, reschedule mode on
+HDFS), and a batch that never arrives fails with its path; scoring shares the `sparkvision_spark`
+pool with image_training's Spark jobs.
+
 **Model version.** Empty means the version `LATEST` points at when `resolve` runs; `resolve`
 pins it, so a retried task scores with the same version. A version that is not published fails
 `resolve` with the versions that are, before any Spark work. A batch already scored by that
@@ -51,8 +55,14 @@ with DAG(
     ),
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=1,
-    default_args={"owner": "sparkvision", "retries": 1, "retry_delay": timedelta(seconds=30)},
+    # As image_training: a run waiting for its batch holds no slot (deferred sensor) and Spark work
+    # is serialised by the pool of spark_job, so a missing batch never holds back another run.
+    default_args={
+        "owner": "sparkvision",
+        "retries": 1,
+        "retry_delay": timedelta(seconds=30),
+        "weight_rule": "upstream",
+    },
     tags=["sparkvision", "inference"],
     params=dag_params(SCORING_PARAMETERS),
     user_defined_macros=dag_macros(),
