@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.common import heavy
 
-ORDER = ["demo_stages", "ingest", "training_input"]
+ORDER = ["demo_stages", "ingest", "training_input", "batch_inference", "orchestration_overhead"]
 
 
 def available() -> list[str]:

@@ -14,7 +14,12 @@ when it is left empty, so the daily schedule and backfills each get their own pa
 | `evaluate` | test metrics, plots, champion comparison, blessing | `runs/<model>/<run id>/evaluation/` |
 | `check_blessed` | skips publishing (and says why) when not blessed | |
 | `publish` | next integer version, TF Serving layout, `LATEST` | `models/<model>/<version>/` |
-| `announce` | the `sparkvision_published_models` Asset event, extra = model, version, uri | |
+| `announce` | the `sparkvision_published_models` Asset event (triggers `batch_inference`) | |
+
+Runs wait for their drop without holding a worker slot (deferrable sensor on file://, reschedule
+mode on HDFS) and fail with the missing path when it never arrives; they never hold back a run of
+another version. Spark jobs share one pool (`sparkvision_spark`, the cores' limit), taken first by
+the run furthest along, then by the earliest logical date: backfills publish in date order.
 
 `resolve` writes the **run config** (every parameter and the identities derived from them) and
 passes only its URI on; every Spark job reads it (`--run-config`). The run id covers the ingest,
@@ -35,14 +40,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, Asset, task
+from airflow.sdk import DAG, task
 
+from sparkvision.orchestration.assets import published_models
 from sparkvision.orchestration.form import dag_params
 from sparkvision.orchestration.tasks import artifact_sensor, dag_macros, spark_job
 from sparkvision.platform import settings
 
 ROOT = settings.storage_root()
-PUBLISHED_MODELS = Asset(name="sparkvision_published_models", uri=f"{ROOT}/models/")
+PUBLISHED_MODELS = published_models(ROOT)
 
 with DAG(
     dag_id="image_training",
@@ -51,8 +57,15 @@ with DAG(
     schedule="@daily",
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=1,
-    default_args={"owner": "sparkvision", "retries": 1, "retry_delay": timedelta(seconds=30)},
+    # No max_active_runs=1: a run waiting for its drop holds no slot (deferred sensor), and Spark
+    # work is serialised by the pool of spark_job; "upstream" weights let the run that is furthest
+    # along (then the earliest logical date) take the pool first, so backfills finish in date order.
+    default_args={
+        "owner": "sparkvision",
+        "retries": 1,
+        "retry_delay": timedelta(seconds=30),
+        "weight_rule": "upstream",
+    },
     tags=["sparkvision", "training"],
     params=dag_params(),
     user_defined_macros=dag_macros(),

@@ -1,12 +1,18 @@
-"""A real single-node HDFS (NameNode + DataNode, Hadoop 3.5.0 jars) on loopback.
+"""A real HDFS (a NameNode and one or more DataNodes, Hadoop 3.5.0 jars) on loopback.
 
 The jars come from Maven Central (``hadoop/pom.xml``, fetched by ``scripts/setup.sh`` into
-``.cache/hadoop/lib``). ``make hdfs-start`` / ``make hdfs-stop`` and the pytest session fixture
-use this same code; the fixture picks free ports and a temporary data dir::
+``.cache/hadoop/lib``). ``make hdfs-start`` / ``make hdfs-stop`` and the pytest session fixtures
+use this same code; the fixtures pick free ports and a temporary data dir::
 
-    python -m devtools.hdfs_cluster start --dir .cache/hdfs   # RPC 8020, WebHDFS 9870
+    python -m devtools.hdfs_cluster start --dir .cache/hdfs   # RPC 8020, WebHDFS 9870, 3 DataNodes, 2 replicas
+    python -m devtools.hdfs_cluster start --datanodes 1 --replication 1   # a light single-node one
     python -m devtools.hdfs_cluster status --dir .cache/hdfs
     python -m devtools.hdfs_cluster stop --dir .cache/hdfs
+
+Every daemon is a JVM of its own (its own configuration folder, data folder and ports), started
+in its own process group and stopped by PID. ``client_conf_dir`` holds the client side of the
+configuration (``fs.defaultFS``, ``dfs.replication``): a Hadoop client, Spark's included, writes
+with the replication its own configuration asks for, so ``HADOOP_CONF_DIR`` must point there.
 """
 
 from __future__ import annotations
@@ -16,39 +22,46 @@ import getpass
 import json
 import logging
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from devtools.daemons import STATE_FILE, LocalDaemons, free_port, stop_or_status
 from sparkvision.platform.settings import PROJECT_DIR
 
 log = logging.getLogger(__name__)
 
 HADOOP_LIB = Path(os.environ.get("SPARKVISION_HADOOP_LIB", PROJECT_DIR / ".cache" / "hadoop" / "lib"))
-STATE_FILE = "cluster.json"
-DAEMONS = {
-    "namenode": "org.apache.hadoop.hdfs.server.namenode.NameNode",
-    "datanode": "org.apache.hadoop.hdfs.server.datanode.DataNode",
-}
+NAMENODE = "org.apache.hadoop.hdfs.server.namenode.NameNode"
+DATANODE = "org.apache.hadoop.hdfs.server.datanode.DataNode"
 
 
 @dataclass
-class HdfsCluster:
-    """A started (or startable) single-node HDFS whose files live under ``base_dir``."""
+class HdfsCluster(LocalDaemons):
+    """A started (or startable) HDFS whose files live under ``base_dir``."""
+
+    what = "HDFS"
 
     base_dir: str
     rpc_port: int = 8020
     http_port: int = 9870
-    datanode_port: int = 9866
-    datanode_http_port: int = 9864
-    datanode_ipc_port: int = 9867
+    datanodes: int = 1
+    replication: int = 1
+    #: [data transfer, HTTP, IPC] ports of each DataNode (the standard ones for the first, free
+    #: loopback ports for the others when not given).
+    datanode_ports: list[list[int]] = field(default_factory=list)
     host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.replication <= self.datanodes:
+            raise ValueError(f"replication {self.replication} needs 1 to {self.datanodes} DataNodes")
+        standard = [9866, 9864, 9867]
+        while len(self.datanode_ports) < self.datanodes:
+            self.datanode_ports.append(standard if not self.datanode_ports else [free_port() for _ in range(3)])
 
     @property
     def uri(self) -> str:
@@ -66,23 +79,26 @@ class HdfsCluster:
             {"conn_type": "webhdfs", "host": self.host, "port": self.http_port, "login": getpass.getuser()}
         )
 
-    # -- files -------------------------------------------------------------------------------
     @property
-    def _base(self) -> Path:
-        return Path(self.base_dir)
+    def daemons(self) -> dict[str, str]:
+        """Daemon name -> main class: ``namenode``, then ``datanode-0`` ... ``datanode-<n-1>``."""
+        return {"namenode": NAMENODE, **{f"datanode-{i}": DATANODE for i in range(self.datanodes)}}
 
+    # -- files -------------------------------------------------------------------------------
     @property
     def conf_dir(self) -> Path:
         return self._base / "conf"
 
-    def _pid_file(self, daemon: str) -> Path:
-        return self._base / f"{daemon}.pid"
+    @property
+    def client_conf_dir(self) -> Path:
+        """``HADOOP_CONF_DIR`` for clients of this cluster (Spark jobs): its URI and replication."""
+        return self._base / "client-conf"
 
-    def _log_file(self, daemon: str) -> Path:
-        return self._base / "logs" / f"{daemon}.log"
+    def _daemon_conf_dir(self, daemon: str) -> Path:
+        return self.conf_dir / daemon
 
     def write_config(self) -> None:
-        """Write core-site.xml, hdfs-site.xml and log4j.properties for this cluster."""
+        """Write core-site.xml, hdfs-site.xml and log4j.properties for every daemon and the clients."""
         base = self._base.resolve()
         core = {
             "fs.defaultFS": self.uri,
@@ -90,26 +106,41 @@ class HdfsCluster:
         }
         hdfs = {
             "dfs.namenode.name.dir": (base / "name").as_uri(),
-            "dfs.datanode.data.dir": (base / "data").as_uri(),
-            "dfs.replication": "1",
+            "dfs.replication": str(self.replication),
             "dfs.permissions.enabled": "false",
             "dfs.webhdfs.enabled": "true",
             "dfs.namenode.rpc-address": f"{self.host}:{self.rpc_port}",
             "dfs.namenode.http-address": f"{self.host}:{self.http_port}",
             "dfs.namenode.secondary.http-address": f"{self.host}:0",
-            "dfs.datanode.address": f"{self.host}:{self.datanode_port}",
-            "dfs.datanode.http.address": f"{self.host}:{self.datanode_http_port}",
-            "dfs.datanode.ipc.address": f"{self.host}:{self.datanode_ipc_port}",
             "dfs.datanode.hostname": self.host,
             "dfs.namenode.datanode.registration.ip-hostname-check": "false",
             "dfs.namenode.safemode.extension": "0",
+            "dfs.namenode.safemode.min.datanodes": "1",
             "dfs.heartbeat.interval": "1",
+            # A DataNode silent for 2 rechecks + 10 heartbeats (20 s) is dead: its blocks are
+            # copied again from the other replicas and new blocks avoid it.
             "dfs.namenode.heartbeat.recheck-interval": "5000",
         }
-        self.conf_dir.mkdir(parents=True, exist_ok=True)
-        (self.conf_dir / "core-site.xml").write_text(_site_xml(core))
-        (self.conf_dir / "hdfs-site.xml").write_text(_site_xml(hdfs))
-        (self.conf_dir / "log4j.properties").write_text(
+        for i in range(self.datanodes):
+            data, http, ipc = self.datanode_ports[i]
+            own = {
+                "dfs.datanode.data.dir": (base / f"data-{i}").as_uri(),
+                "dfs.datanode.address": f"{self.host}:{data}",
+                "dfs.datanode.http.address": f"{self.host}:{http}",
+                "dfs.datanode.ipc.address": f"{self.host}:{ipc}",
+            }
+            self._write_conf(self._daemon_conf_dir(f"datanode-{i}"), core, {**hdfs, **own})
+        self._write_conf(self._daemon_conf_dir("namenode"), core, hdfs)
+        client = {"dfs.replication": str(self.replication)}
+        self._write_conf(self.client_conf_dir, {"fs.defaultFS": self.uri}, client, daemon=False)
+
+    def _write_conf(self, folder: Path, core: dict[str, str], hdfs: dict[str, str], daemon: bool = True) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "core-site.xml").write_text(_site_xml(core))
+        (folder / "hdfs-site.xml").write_text(_site_xml(hdfs))
+        if not daemon:
+            return
+        (folder / "log4j.properties").write_text(
             "log4j.rootLogger=INFO,console\n"
             "log4j.appender.console=org.apache.log4j.ConsoleAppender\n"
             "log4j.appender.console.layout=org.apache.log4j.PatternLayout\n"
@@ -118,10 +149,11 @@ class HdfsCluster:
         # The Maven jars lack the web UI resources; the HTTP server (and WebHDFS) only needs
         # the webapps folders to exist on the classpath.
         for app in ("hdfs", "datanode", "static"):
-            (self.conf_dir / "webapps" / app).mkdir(parents=True, exist_ok=True)
-            (self.conf_dir / "webapps" / app / "index.html").write_text("sparkvision HDFS\n")
+            (folder / "webapps" / app).mkdir(parents=True, exist_ok=True)
+            (folder / "webapps" / app / "index.html").write_text("sparkvision HDFS\n")
 
-    def _java(self, main_class: str, *args: str) -> list[str]:
+    def command(self, daemon: str, *args: str) -> list[str]:
+        """The daemon's JVM: the Hadoop jars, its own configuration folder first on the classpath."""
         if not HADOOP_LIB.is_dir() or not any(HADOOP_LIB.glob("hadoop-hdfs-*.jar")):
             raise FileNotFoundError(f"Hadoop jars not found in {HADOOP_LIB}; run `make setup` first")
         java = str(Path(os.environ["JAVA_HOME"]) / "bin" / "java") if os.environ.get("JAVA_HOME") else "java"
@@ -132,96 +164,64 @@ class HdfsCluster:
             f"-Dhadoop.log.dir={self._base.resolve() / 'logs'}",
             "-Dhadoop.root.logger=INFO,console",
             "-cp",
-            f"{self.conf_dir.resolve()}:{HADOOP_LIB.resolve()}/*",
-            main_class,
+            f"{self._daemon_conf_dir(daemon).resolve()}:{HADOOP_LIB.resolve()}/*",
+            self.daemons[daemon],
             *args,
         ]
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, timeout: float = 120.0) -> HdfsCluster:
-        """Format (first time only), start both daemons and wait until WebHDFS round-trips a file."""
+        """Format (first time only), start every daemon and wait until WebHDFS round-trips a file
+        and every DataNode has registered."""
         if self.running():
             log.info("HDFS already running at %s", self.uri)
             self.wait_ready(timeout)
             return self
         self.write_config()
-        (self._base / "logs").mkdir(parents=True, exist_ok=True)
+        self.save()
         if not (self._base / "name" / "current" / "VERSION").exists():
             log.info("formatting the NameNode in %s", self._base / "name")
             with open(self._log_file("format"), "w") as out:
                 subprocess.run(
-                    self._java(DAEMONS["namenode"], "-format", "-nonInteractive", "-force"),
+                    self.command("namenode", "-format", "-nonInteractive", "-force"),
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     check=True,
                 )
-        for daemon, main_class in DAEMONS.items():
-            with open(self._log_file(daemon), "ab") as out:
-                proc = subprocess.Popen(
-                    self._java(main_class),
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            self._pid_file(daemon).write_text(str(proc.pid))
-        (self._base / STATE_FILE).write_text(json.dumps(asdict(self), indent=2))
+        for daemon in self.daemons:
+            self.start_daemon(daemon)
         try:
             self.wait_ready(timeout)
         except Exception:
             self.stop()
             raise
-        log.info("HDFS up: %s (WebHDFS %s)", self.uri, self.webhdfs_url)
+        log.info("HDFS up: %s (WebHDFS %s, %d DataNodes)", self.uri, self.webhdfs_url, self.datanodes)
         return self
 
-    def pids(self) -> dict[str, int]:
-        """The PIDs of this cluster's daemons that are alive."""
-        alive = {}
-        for daemon in DAEMONS:
-            pid_file = self._pid_file(daemon)
-            if pid_file.exists():
-                pid = int(pid_file.read_text())
-                if _alive(pid):
-                    alive[daemon] = pid
-        return alive
-
-    def running(self) -> bool:
-        return len(self.pids()) == len(DAEMONS)
+    def live_datanodes(self) -> int:
+        """How many DataNodes the NameNode counts as live (its JMX)."""
+        url = f"http://{self.host}:{self.http_port}/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            beans = json.load(response)["beans"]
+        return int(beans[0]["NumLiveDataNodes"]) if beans else 0
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        """Block until a probe file written through WebHDFS reads back, or raise TimeoutError."""
+        """Block until every DataNode registered and a probe file written through WebHDFS reads
+        back, or raise TimeoutError."""
         deadline = time.monotonic() + timeout
         payload = f"sparkvision probe {time.time()}".encode()
         last_error: Exception | None = None
         while time.monotonic() < deadline:
-            for daemon in DAEMONS:
-                if self._pid_file(daemon).exists() and not _alive(int(self._pid_file(daemon).read_text())):
-                    raise RuntimeError(f"HDFS {daemon} exited; see {self._log_file(daemon)}")
+            self.check_alive()
             try:
-                self.webhdfs_put("/tmp/.sparkvision-probe", payload)
-                if self.webhdfs_get("/tmp/.sparkvision-probe") == payload:
-                    return
-            except (OSError, urllib.error.URLError) as exc:
+                if self.live_datanodes() >= self.datanodes:
+                    self.webhdfs_put("/tmp/.sparkvision-probe", payload)
+                    if self.webhdfs_get("/tmp/.sparkvision-probe") == payload:
+                        return
+            except (OSError, urllib.error.URLError, ValueError, KeyError) as exc:
                 last_error = exc
             time.sleep(0.5)
         raise TimeoutError(f"HDFS at {self.uri} not ready after {timeout:.0f}s: {last_error}")
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the daemons by PID: SIGTERM, then SIGKILL after ``timeout`` seconds."""
-        for daemon in reversed(list(DAEMONS)):
-            pid_file = self._pid_file(daemon)
-            if not pid_file.exists():
-                continue
-            pid = int(pid_file.read_text())
-            if _alive(pid):
-                os.kill(pid, signal.SIGTERM)
-                deadline = time.monotonic() + timeout
-                while _alive(pid) and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                if _alive(pid):
-                    os.kill(pid, signal.SIGKILL)
-            pid_file.unlink()
-            log.info("stopped HDFS %s (pid %d)", daemon, pid)
 
     # -- WebHDFS (probe and small test helpers) -----------------------------------------------
     def _url(self, path: str, op: str, **params: str) -> str:
@@ -254,40 +254,17 @@ class HdfsCluster:
                 return None
             raise
 
-    @classmethod
-    def load(cls, base_dir: str) -> HdfsCluster:
-        """The cluster recorded in ``base_dir`` by an earlier start."""
-        return cls(**json.loads((Path(base_dir) / STATE_FILE).read_text()))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def with_free_ports(base_dir: str) -> HdfsCluster:
+def with_free_ports(base_dir: str, datanodes: int = 1, replication: int = 1) -> HdfsCluster:
     """A cluster description on free loopback ports (for tests and side-by-side clusters)."""
     return HdfsCluster(
         base_dir,
         rpc_port=free_port(),
         http_port=free_port(),
-        datanode_port=free_port(),
-        datanode_http_port=free_port(),
-        datanode_ipc_port=free_port(),
+        datanodes=datanodes,
+        replication=replication,
+        datanode_ports=[[free_port() for _ in range(3)] for _ in range(datanodes)],
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie child still answers kill(0); treat it as gone.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return True
 
 
 def _site_xml(props: dict[str, str]) -> str:
@@ -301,34 +278,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", default=str(PROJECT_DIR / ".cache" / "hdfs"), help="data, config, logs, PIDs")
     parser.add_argument("--rpc-port", type=int, default=8020)
     parser.add_argument("--http-port", type=int, default=9870)
+    parser.add_argument("--datanodes", type=int, default=3, help="DataNodes, each a JVM of its own (default 3)")
+    parser.add_argument(
+        "--replication", type=int, default=None, help="replicas of a block (default: 2, at most --datanodes)"
+    )
     parser.add_argument("--free-ports", action="store_true", help="pick free loopback ports for every daemon")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    state = Path(args.dir) / STATE_FILE
     if args.command == "start":
-        cluster = HdfsCluster.load(args.dir) if state.exists() else HdfsCluster(args.dir)
-        if not cluster.running():
+        replication = args.replication or min(2, args.datanodes)
+        cluster = HdfsCluster.load(args.dir) if (Path(args.dir) / STATE_FILE).exists() else None
+        if cluster is None or not cluster.running():
             cluster = (
-                with_free_ports(args.dir)
+                with_free_ports(args.dir, args.datanodes, replication)
                 if args.free_ports
-                else HdfsCluster(args.dir, rpc_port=args.rpc_port, http_port=args.http_port)
+                else HdfsCluster(
+                    args.dir, args.rpc_port, args.http_port, datanodes=args.datanodes, replication=replication
+                )
             )
         cluster.start()
-        print(f"HDFS running: {cluster.uri}  WebHDFS: http://{cluster.host}:{cluster.http_port}")
+        print(
+            f"HDFS running: {cluster.uri}  WebHDFS: http://{cluster.host}:{cluster.http_port}  "
+            f"{cluster.datanodes} DataNode(s), replication {cluster.replication}"
+        )
         print(f"export SPARKVISION_ROOT={cluster.uri}/sparkvision")
         print(f"export AIRFLOW_CONN_WEBHDFS_DEFAULT='{cluster.airflow_connection}'")
+        print(f"export HADOOP_CONF_DIR={cluster.client_conf_dir.resolve()}")
         return 0
-    if not state.exists():
-        print(f"no HDFS recorded in {args.dir}")
-        return 0 if args.command == "stop" else 1
-    cluster = HdfsCluster.load(args.dir)
-    if args.command == "stop":
-        cluster.stop()
-        print("HDFS stopped")
-        return 0
-    pids = cluster.pids()
-    print(f"HDFS {cluster.uri}: " + (", ".join(f"{d} pid {p}" for d, p in pids.items()) or "not running"))
-    return 0 if cluster.running() else 1
+    return stop_or_status(HdfsCluster, args.command, args.dir)
 
 
 if __name__ == "__main__":

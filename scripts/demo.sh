@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 airflow db migrate > /dev/null 2>&1 || airflow db migrate
 # Heavy work waits for any benchmark holding the machine (timings stay honest on 2 cores).
-exec flock /tmp/sparkvision-heavy.lock python -m devtools.demo --version "${1:-v1}" ${DEMO_ARGS:-}
+exec flock "${SPARKVISION_HEAVY_LOCK:-/tmp/sparkvision-heavy.lock}" python -m devtools.demo --version "${1:-v1}" ${DEMO_ARGS:-}

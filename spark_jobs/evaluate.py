@@ -13,11 +13,10 @@ import sys
 
 from sparkvision.config.cli import run_job
 from sparkvision.evaluation.evaluate import evaluate
-from sparkvision.platform.storage import HadoopFS
 
 
 def work(spark, config) -> str:
-    metrics = evaluate(HadoopFS(spark), config)
+    metrics = evaluate(spark, config)
     verdict = "blessed" if metrics["blessed"] else "NOT blessed"
     return f"test accuracy {metrics['accuracy']:.4f}: {verdict} ({metrics['reason']})"
 

@@ -1,9 +1,12 @@
-"""Train the Keras CNN on a tensorized dataset version (runs in the spark-submit driver).
+"""Train the Keras CNN on a tensorized dataset version, on the executors.
 
     spark-submit spark_jobs/train.py --run-config <root>/configs/<dataset>/<version>/<hash>.json
-    spark-submit spark_jobs/train.py version=v1 [architecture=reference epochs=3 ...]
+    spark-submit spark_jobs/train.py version=v1 [architecture=reference epochs=3 workers=2 ...]
 
-A retried task resumes from the run's last per-epoch checkpoint (the log says at which epoch).
+The driver only launches it: ``sparkvision.training.train`` runs one Spark barrier stage of
+``workers`` TensorFlow workers (synchronous data-parallel) and commits their checkpoints. A
+retried task, or a barrier stage Spark retries after losing an executor, resumes from the run's
+last per-epoch checkpoint (the log says at which epoch).
 
 Reads  <root>/tensors/<dataset>/<version>/ (closed by _SUCCESS); writes
 <root>/runs/<model>/<run id>/ with the checkpoint, history, model.keras, export/ and _SUCCESS.
@@ -22,7 +25,8 @@ def work(spark, config) -> str:
     summary = train(HadoopFS(spark), config)
     return (
         f"trained run {summary['run_id']} -> {summary['run_uri']}: {summary['epochs']} epochs "
-        f"(resumed at {summary['resumed_at_epoch']}), best epoch {summary['best_epoch']}"
+        f"(resumed at {summary['resumed_at_epoch']}), best epoch {summary['best_epoch']}, "
+        f"{summary.get('workers', 1)} worker(s)"
     )
 
 

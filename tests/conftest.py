@@ -1,4 +1,5 @@
-"""Session-wide fixtures: one SparkSession and one real HDFS per test session."""
+"""Session-wide fixtures: one SparkSession and one real HDFS per test session (and, for the cluster
+tests, one Spark standalone cluster and one three-DataNode HDFS)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools import spark_cluster
 from devtools.hdfs_cluster import HdfsCluster, with_free_ports
 from sparkvision.config.runconfig import RunConfig
 from sparkvision.platform.spark import SESSION_CONF
@@ -49,6 +51,27 @@ def hadoop_fs(spark):
 def hdfs(tmp_path_factory) -> HdfsCluster:
     """A real single-node HDFS (NameNode + DataNode) on free loopback ports, stopped at the end."""
     cluster = with_free_ports(str(tmp_path_factory.mktemp("hdfs")))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def hdfs3(tmp_path_factory) -> HdfsCluster:
+    """A real HDFS of three DataNodes keeping two replicas of every block, on free loopback ports.
+
+    Its clients must write with two replicas too: ``HADOOP_CONF_DIR=hdfs3.client_conf_dir``.
+    """
+    cluster = with_free_ports(str(tmp_path_factory.mktemp("hdfs3")), datanodes=3, replication=2)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def standalone_cluster(tmp_path_factory) -> spark_cluster.SparkCluster:
+    """A Spark standalone cluster (a master, two workers of one core each) on free loopback ports."""
+    cluster = spark_cluster.with_free_ports(str(tmp_path_factory.mktemp("spark")), workers=2, cores=1, memory="2g")
     cluster.start()
     yield cluster
     cluster.stop()
@@ -97,3 +120,27 @@ def make_tensors(spark, make_config):
         return config, run_tensorize(spark, config)
 
     return make
+
+
+#: Images per source split of the tests' published model (the serving and batch_inference tests).
+SERVED_SLICE = 200
+
+
+@pytest.fixture(scope="session")
+def published_model(spark, tmp_path_factory, make_tensors) -> RunConfig:
+    """A file:// root with fashion_mnist v1 (``SERVED_SLICE`` train + test images: raw drop, curated,
+    tensors) and fashion_cnn version 1 trained on it (reference CNN, one epoch), evaluated on the
+    executors and published. Returns the run's config (its ``root``, ``paths``, ``model_paths``)."""
+    from sparkvision.evaluation.evaluate import evaluate
+    from sparkvision.platform.storage import HadoopFS
+    from sparkvision.registry.publish import publish
+    from sparkvision.training.train import train
+
+    root = (tmp_path_factory.mktemp("served") / "root").as_uri()
+    fast = {"architecture": "reference", "epochs": 1, "batch_size": 64, "min_accuracy": 0.0, "max_regression": 1.0}
+    config, _ = make_tensors(root, "v1", SERVED_SLICE, **fast)
+    fs = HadoopFS(spark)
+    train(fs, config)
+    evaluate(spark, config)
+    publish(fs, config.model_paths, config.run_id)
+    return config

@@ -5,6 +5,8 @@ A job takes the run config the DAG's ``resolve`` task committed, or builds one f
     spark-submit spark_jobs/<job>.py --run-config <root>/configs/<dataset>/<version>/<hash>.json
     spark-submit spark_jobs/<job>.py [--root URI] version=v1 [key=value ...]
 
+The scoring job takes a scoring config the same way (``config_class=ScoringConfig``).
+
 Overrides are validated exactly as the DAG's parameters are (unknown names refused, with the
 closest known one), before any session starts or any path is built; the config they make is
 committed too, and the job prints its URI so that the next stage can take it.
@@ -18,7 +20,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from sparkvision.config.params import PARAMETERS
 from sparkvision.config.runconfig import InvalidRunParams, RunConfig
 from sparkvision.platform.settings import storage_root
 
@@ -27,12 +28,12 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 USAGE_ERROR = 2
 
 
-def job_parser(description: str | None) -> argparse.ArgumentParser:
+def job_parser(description: str | None, config_class: type = RunConfig) -> argparse.ArgumentParser:
     """The one parser of every job: ``--run-config URI``, or ``key=value`` overrides."""
     parser = argparse.ArgumentParser(
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="parameters: " + ", ".join(p.name for p in PARAMETERS),
+        epilog="parameters: " + ", ".join(p.name for p in config_class.DECLARED),
     )
     parser.add_argument("--run-config", metavar="URI", help="the run config to run (as the DAG passes it)")
     parser.add_argument("--root", default=None, help="storage root for overrides (default: SPARKVISION_ROOT)")
@@ -41,34 +42,40 @@ def job_parser(description: str | None) -> argparse.ArgumentParser:
 
 
 def parse_job_args(
-    parser: argparse.ArgumentParser, argv: list[str] | None = None
-) -> tuple[str | None, RunConfig | None]:
+    parser: argparse.ArgumentParser, argv: list[str] | None = None, config_class: type = RunConfig
+) -> tuple[str | None, Any]:
     """(run config URI, None) or (None, config built from overrides); exits 2 on bad input."""
     args = parser.parse_args(argv)
     if bool(args.run_config) == bool(args.overrides):
-        parser.error("give either --run-config URI or key=value overrides (version=... at least)")
+        parser.error("give either --run-config URI or key=value overrides (the parameters are listed below)")
     if args.run_config:
         if args.root:
             parser.error("--root goes with overrides; the run config names its root")
         return args.run_config, None
     try:
-        return None, RunConfig.from_overrides(args.root or storage_root(), args.overrides)
+        return None, config_class.from_overrides(args.root or storage_root(), args.overrides)
     except InvalidRunParams as exc:
         parser.error(str(exc))
         raise  # unreachable: parser.error exits
 
 
 def run_job(
-    name: str, description: str | None, work: Callable[[Any, RunConfig], str], argv: list[str] | None = None
+    name: str,
+    description: str | None,
+    work: Callable[[Any, Any], str],
+    argv: list[str] | None = None,
+    config_class: type = RunConfig,
 ) -> int:
     """Parse, start the session, load (or commit) the run config, run ``work``; its line is printed.
+
+    ``config_class``: RunConfig (the pipeline's stages) or ScoringConfig (batch inference).
 
     An exception with an ``exit_code`` attribute (too many rejects, not blessed) ends the job
     with that status and its message on stderr; anything else is a crash with a traceback.
     """
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stdout)
     logging.getLogger("py4j").setLevel(logging.WARNING)
-    uri, config = parse_job_args(job_parser(description), argv)
+    uri, config = parse_job_args(job_parser(description, config_class), argv, config_class)
     from sparkvision.platform.spark import spark_session
     from sparkvision.platform.storage import HadoopFS
 
@@ -77,14 +84,14 @@ def run_job(
         fs = HadoopFS(spark)
         if uri is not None:
             try:
-                config = RunConfig.from_json(fs.read_text(uri))
+                config = config_class.from_json(fs.read_text(uri))
             except (InvalidRunParams, KeyError, ValueError) as exc:
                 print(f"{name}: cannot use the run config {uri}: {exc}", file=sys.stderr)
                 return USAGE_ERROR
         else:
             uri = fs.commit_new(config.uri, config.to_json().encode())
             print(f"run config: {uri}")
-        spark.sparkContext.setJobDescription(f"{name} {config.dataset} {config.version} ({config.run_id})")
+        spark.sparkContext.setJobDescription(f"{name} {config.title}")
         try:
             message = work(spark, config)
         except Exception as exc:

@@ -6,6 +6,10 @@ parameter sections the stages receive (``IngestParams``, ``SplitParams``, ``Trai
 ``EvalParams``) are all generated from ``PARAMETERS``. Adding a parameter is one entry here plus
 its use.
 
+A batch-inference (scoring) run has its own, shorter list, ``SCORING_PARAMETERS``, declared the
+same way (it shares the ``model`` declaration): the ``batch_inference`` DAG's form, the scoring
+config (``sparkvision.config.scoring``) and ``ScoreParams`` come from it.
+
 Light on purpose (standard library only): the DAG file imports it at parse time.
 """
 
@@ -23,7 +27,7 @@ from typing import Any
 from sparkvision.platform.layout import SAFE_NAME_PATTERN
 
 #: The stages a parameter belongs to; "run" names what the run is about.
-STAGES = ("run", "ingest", "split", "train", "evaluate")
+STAGES = ("run", "ingest", "split", "train", "evaluate", "score")
 ARCHITECTURES = ("reference", "stronger")
 #: How ingest brings an image to the target shape: stretch, letterbox (pad) or centre crop.
 RESIZE_POLICIES = ("stretch", "pad", "crop")
@@ -225,17 +229,23 @@ PARAMETERS: tuple[Parameter, ...] = (
               choices=ARCHITECTURES, section=_FORM_TRAIN),
     Parameter("epochs", "train", 18, int, "Epochs to train at most (early stopping and the time budget may end sooner)",
               minimum=1, maximum=1000, section=_FORM_TRAIN),
-    Parameter("batch_size", "train", 128, int, "Images per training step", minimum=1, maximum=65536,
-              section=_FORM_TRAIN),
-    Parameter("learning_rate", "train", 2e-3, float, "Peak learning rate of Adam (cosine decay over the epochs)",
+    Parameter("batch_size", "train", 128, int, "Images per training step, over all workers together",
+              minimum=1, maximum=65536, section=_FORM_TRAIN),
+    Parameter("learning_rate", "train", 2e-3, float,
+              "Peak learning rate of Adam (cosine decay over the planned epochs)",
               minimum=0, maximum=1, exclusive=True, section=_FORM_TRAIN),
     Parameter("augment", "train", False, bool, "Random horizontal flips and small shifts of the training images",
               section=_FORM_TRAIN),
     Parameter("early_stopping_patience", "train", 5, int,
               "Stop after this many epochs without a validation accuracy gain (0: never)",
               minimum=0, maximum=1000, section=_FORM_TRAIN),
-    Parameter("max_train_minutes", "train", 10.0, float, "Training time budget in minutes (0: none)",
+    Parameter("max_train_minutes", "train", 10.0, float,
+              "Training time budget in minutes (0: none); the learning-rate schedule is fitted into it",
               minimum=0, maximum=7 * 24 * 60, section=_FORM_TRAIN),
+    Parameter("workers", "train", 0, int,
+              "Training processes, one Spark barrier task each (data-parallel, synchronous); "
+              "0: every task slot the cluster offers, 1 on local[*]",
+              minimum=0, maximum=1024, identity=False, section=_FORM_TRAIN),
     Parameter("shuffle_buffer", "train", 20_000, int,
               "Images mixed in the streaming shuffle pool (bounded memory: about 16 MB at 28x28x1)",
               minimum=0, maximum=10_000_000, section=_FORM_ADVANCED),
@@ -250,12 +260,36 @@ PARAMETERS: tuple[Parameter, ...] = (
 )  # fmt: skip
 
 BY_NAME: dict[str, Parameter] = {p.name: p for p in PARAMETERS}
+
+#: Every parameter of a scoring run (DAG ``batch_inference``), in its trigger form's order.
+SCORING_PARAMETERS: tuple[Parameter, ...] = (
+    Parameter("batch", "run", None, str,
+              "Batch to score: the folder under <root>/incoming/ (with curated_dataset: that dataset's curated "
+              "version); empty means the logical date (YYYYMMDD), or the newest complete batch when a new model "
+              "version triggered the run",
+              pattern=SAFE_NAME_PATTERN, nullable=True),
+    BY_NAME["model"],
+    Parameter("model_version", "run", None, int,
+              "Published version of the model to score with; empty means the one LATEST points at",
+              minimum=1, maximum=2**31 - 1, nullable=True),
+    Parameter("curated_dataset", "run", None, str,
+              "Score this dataset's labelled curated version (named by batch) instead of an incoming batch: "
+              "adds accuracy and the confusion matrix",
+              pattern=SAFE_NAME_PATTERN, nullable=True),
+    Parameter("top_k", "score", 3, int, "Most likely labels (with their probabilities) kept per image",
+              minimum=1, maximum=1000),
+    Parameter("rescore", "score", False, bool,
+              "Score the batch again even when this model version already scored it", identity=False),
+)  # fmt: skip
+SCORING_BY_NAME: dict[str, Parameter] = {p.name: p for p in SCORING_PARAMETERS}
+#: Every declaration once (``model`` is shared by both lists).
+DECLARED: tuple[Parameter, ...] = (*PARAMETERS, *(p for p in SCORING_PARAMETERS if p not in PARAMETERS))
 #: Checks that involve several parameters of one stage.
 STAGE_CHECKS: dict[str, Callable[[Any], None]] = {"split": _check_split_shares}
 
 
 def parameters(stage: str) -> tuple[Parameter, ...]:
-    return tuple(p for p in PARAMETERS if p.stage == stage)
+    return tuple(p for p in DECLARED if p.stage == stage)
 
 
 def default(name: str) -> Any:
@@ -289,6 +323,8 @@ SplitParams = _stage_class("SplitParams", "split", "How tensorize splits the cur
 TrainParams = _stage_class("TrainParams", "train", "Hyperparameters of one training run.")
 EvalParams = _stage_class("EvalParams", "evaluate", "The blessing thresholds of an evaluation.")
 STAGE_CLASSES = {"ingest": IngestParams, "split": SplitParams, "train": TrainParams, "evaluate": EvalParams}
+ScoreParams = _stage_class("ScoreParams", "score", "How a scoring run writes its predictions.")
+SCORING_STAGE_CLASSES = {"score": ScoreParams}
 
 
 def fingerprint(*sections: Any) -> str:
@@ -304,10 +340,22 @@ def fingerprint(*sections: Any) -> str:
 
 
 def _stage_of(section: Any) -> str:
-    for stage, cls in STAGE_CLASSES.items():
+    for stage, cls in {**STAGE_CLASSES, **SCORING_STAGE_CLASSES}.items():
         if isinstance(section, cls):
             return stage
     raise TypeError(f"not a stage's parameters: {section!r}")
+
+
+def unknown_names_message(values: Iterable[str], known: Iterable[str]) -> str | None:
+    """``unknown parameter 'epoch' (did you mean 'epochs'?)`` for the names not in ``known``, or None."""
+    known = list(known)
+    unknown = sorted(set(values) - set(known))
+    if not unknown:
+        return None
+    hints = [
+        f"{name!r} (did you mean {guess!r}?)" if (guess := closest(name, known)) else repr(name) for name in unknown
+    ]
+    return f"unknown parameter {', '.join(hints)}"
 
 
 def closest(name: str, names: Iterable[str]) -> str | None:

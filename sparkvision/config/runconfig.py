@@ -26,7 +26,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sparkvision.config.params import (
     BY_NAME,
@@ -36,9 +36,9 @@ from sparkvision.config.params import (
     IngestParams,
     SplitParams,
     TrainParams,
-    closest,
     fingerprint,
     parameters,
+    unknown_names_message,
 )
 from sparkvision.platform.layout import DatasetPaths, InvalidNameError, ModelPaths, validate_root
 
@@ -67,6 +67,8 @@ def check_fingerprint(recorded: Mapping[str, Any], expected: str, what: str, uri
 class RunConfig:
     """Everything one run of the pipeline needs to know, validated."""
 
+    DECLARED: ClassVar = PARAMETERS
+
     root: str
     dataset: str
     version: str
@@ -85,11 +87,9 @@ class RunConfig:
         An empty ``version`` becomes ``when``'s date (``YYYYMMDD``): the run's logical date.
         Raises InvalidRunParams naming the parameter, also for a name that is not a parameter.
         """
-        unknown = sorted(set(values) - set(BY_NAME))
+        unknown = unknown_names_message(values, BY_NAME)
         if unknown:
-            hints = [f"{name!r} (did you mean {guess!r}?)" if (guess := closest(name, BY_NAME)) else repr(name)
-                     for name in unknown]  # fmt: skip
-            raise InvalidRunParams(f"refusing the run's parameters: unknown parameter {', '.join(hints)}")
+            raise InvalidRunParams(f"refusing the run's parameters: {unknown}")
         try:
             checked = {p.name: p.check(values.get(p.name, p.default)) for p in PARAMETERS}
             if checked["version"] is None:
@@ -127,6 +127,10 @@ class RunConfig:
         return cls.build(root, values)
 
     # -- identities and paths ---------------------------------------------------------------
+
+    @property
+    def title(self) -> str:
+        return f"{self.dataset} {self.version} ({self.run_id})"
 
     @property
     def ingest_fingerprint(self) -> str:

@@ -2,7 +2,8 @@
 
 Every file gives one row of ``DECODED_SCHEMA``: an image (pixels at the target shape, its sums
 for the statistics and its share of the dataset hash) or the reason it was rejected. Batch
-inference decodes with the same code, so its rejects have the same reasons.
+inference decodes with the same code, so its rejects have the same reasons; its batches have no
+labels (``labelled=False``: files need no label folder and get no label).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pyarrow as pa
 
 from sparkvision.config.params import ImageSpec, IngestParams
 from sparkvision.ingest import images
-from sparkvision.ingest.files import label_of, read_file, relative_path, source_split, uri_to_path
+from sparkvision.ingest.files import label_of, read_file, source_split
 from sparkvision.platform import schema
 
 _DECODED = schema.DECODED_SCHEMA
@@ -26,12 +27,16 @@ DECODED_BATCH_BYTES = 64 * 1024 * 1024
 _SQUARES = (np.arange(256, dtype=np.uint32) ** 2).astype(np.uint16)
 
 
-def decode_files(records: Iterable[tuple[str, bytes | None, int | None, tuple[str, str] | None]], params: IngestParams):
+def decode_files(
+    records: Iterable[tuple[str, bytes | None, int | None, tuple[str, str] | None]],
+    params: IngestParams,
+    labelled: bool = True,
+):
     """(relative path, bytes, size, reason when not read) per file -> DECODED_SCHEMA batches.
 
     Files are decoded one at a time as ``records`` yields them (a lazy reader holds one file's
     bytes at a time); pixels of one output batch land in one buffer. Precedence of reasons: no
-    label folder, unsafe label, not read, then what the bytes say.
+    label folder, unsafe label (both only when ``labelled``), not read, then what the bytes say.
 
     The loop is the ingest's hot path (one pass per file, tens of microseconds each): the
     parameters are taken apart once, label folders are checked once per folder, and every
@@ -47,7 +52,7 @@ def decode_files(records: Iterable[tuple[str, bytes | None, int | None, tuple[st
     for rel_path, content, size, missing in records:
         label = digest = None
         try:
-            label = label_for(rel_path)
+            label = label_for(rel_path) if labelled else None
             if content is None:
                 raise rejected_error(*(missing or (images.UNREADABLE, "the file could not be read")))
             digest = sha256(content).hexdigest()
@@ -179,50 +184,19 @@ def decode_record(
     params: IngestParams,
     size: int | None = None,
     missing: tuple[str, str] = (images.UNREADABLE, "the file could not be read"),
+    labelled: bool = True,
 ) -> tuple:
     """One row of DECODED_SCHEMA (a tuple in its column order) for one file: ``decode_files`` of one.
 
     ``content`` None means the bytes were not read; ``missing`` gives the reason.
     """
-    (batch,) = decode_files([(rel_path, content, size, missing)], params)
+    (batch,) = decode_files([(rel_path, content, size, missing)], params, labelled)
     return tuple(column[0].as_py() for column in batch.columns)
 
 
-def decode_batches(
-    batches: Iterable[pa.RecordBatch],
-    drop_path: str,
-    params: IngestParams,
-    missing: tuple[str, str] = (images.UNREADABLE, "the file could not be read"),
-    local_read: bool = False,
+def decode_local(
+    batches: Iterable[pa.RecordBatch], drop_path: str, params: IngestParams, labelled: bool = True
 ) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body over Spark's listing: binaryFile batches (path, length[, content]) -> DECODED.
-
-    ``local_read``: the batch has no content and the files are on a local filesystem: each is
-    read here (``read_file``). Otherwise, without a ``content`` column every file is rejected
-    with ``missing`` (files refused from the listing).
-    """
-    for batch in batches:
-        uris = batch.column("path").to_pylist()
-        names = batch.schema.names
-        sizes = batch.column("length").to_pylist() if "length" in names else [None] * len(uris)
-        if "content" in names:
-            contents = batch.column("content").to_pylist()
-            records = (
-                (relative_path(uri, drop_path), content, size, missing)
-                for uri, size, content in zip(uris, sizes, contents, strict=True)
-            )
-        elif local_read:
-            records = (
-                (relative_path(uri, drop_path), *read_file(uri_to_path(uri), params.max_file_bytes)) for uri in uris
-            )
-        else:
-            records = (
-                (relative_path(uri, drop_path), None, size, missing) for uri, size in zip(uris, sizes, strict=True)
-            )
-        yield from decode_files(records, params)
-
-
-def decode_local(batches: Iterable[pa.RecordBatch], drop_path: str, params: IngestParams) -> Iterator[pa.RecordBatch]:
     """mapInArrow body for file:// drops: relative paths (``path``) -> DECODED, each file read here."""
     folder = os.open(drop_path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
     limit = params.max_file_bytes
@@ -233,7 +207,7 @@ def decode_local(batches: Iterable[pa.RecordBatch], drop_path: str, params: Inge
 
     try:
         for batch in batches:
-            yield from decode_files(records(batch.column(schema.PATH).to_pylist()), params)
+            yield from decode_files(records(batch.column(schema.PATH).to_pylist()), params, labelled)
     finally:
         os.close(folder)
 

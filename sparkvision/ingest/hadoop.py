@@ -166,7 +166,9 @@ def read_batches(
         )
 
 
-def decode_read(batches: Iterable[pa.RecordBatch], params: IngestParams) -> Iterator[pa.RecordBatch]:
+def decode_read(
+    batches: Iterable[pa.RecordBatch], params: IngestParams, labelled: bool = True
+) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: read batches (PATHS, LENGTHS, FILES) -> DECODED rows, one per listed file."""
     limit = params.max_file_bytes
     for batch in batches:
@@ -176,7 +178,7 @@ def decode_read(batches: Iterable[pa.RecordBatch], params: IngestParams) -> Iter
         contents = files.field("content").flatten().to_pylist()
         sizes = files.field("size").flatten().to_pylist()
         errors = files.field("error").flatten().to_pylist()
-        yield from decode_files(_records(paths, lengths, contents, sizes, errors, limit), params)
+        yield from decode_files(_records(paths, lengths, contents, sizes, errors, limit), params, labelled)
 
 
 def _records(paths, lengths, contents, sizes, errors, limit: int):

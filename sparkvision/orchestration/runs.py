@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sparkvision.config.runconfig import InvalidRunParams, RunConfig
+from sparkvision.config.scoring import config_from_json
 from sparkvision.orchestration.io import commit_new, read_json, read_text
 from sparkvision.platform.layout import EVAL_METRICS, RUN_PUBLISHED, uri_path
 
@@ -39,8 +40,9 @@ def artifact_path(run_config_uri: str, artifact: str) -> str:
     """The path (as the sensors take it) of the ``_SUCCESS`` of one of the run's artifacts.
 
     A DAG macro: the sensors' ``filepath`` templates call it when the task runs, not at parse time.
+    The URI names a run config (image_training) or a scoring config (batch_inference).
     """
-    return uri_path(load_run_config(run_config_uri).artifact(artifact))
+    return uri_path(config_from_json(read_text(run_config_uri)).artifact(artifact))
 
 
 def run_outcome(run_config_uri: str, what: str) -> dict[str, Any]:

@@ -8,7 +8,9 @@ Every path the pipeline builds comes from here, and every name in it is validate
     <root>/tensors/<dataset>/<version>/<split>/           training-ready shards, stats.json
     <root>/runs/<model>/<run id>/                         checkpoints, history, model, evaluation/
     <root>/models/<model>/<version>/                      published (TF Serving layout); LATEST
+    <root>/incoming/<batch>/...                           unlabelled images to score, closed by _SUCCESS
     <root>/predictions/<model>/<model version>/<batch>/   batch inference output
+    <root>/predictions/<model>/configs/<batch>/<hash>.json  scoring configs (content-addressed)
 
 No I/O here, and nothing heavy to import: DAG files use it at parse time.
 """
@@ -41,7 +43,9 @@ CURATED_MANIFEST = "manifest.json"
 TENSOR_STATS = "stats.json"
 # runs/<model>/<run id>/
 RUN_PARAMS = "train_params.json"  # the run's parameters, input and identity
-RUN_BACKUP = "backup"  # the per-epoch checkpoint (weights, optimizer, epoch)
+RUN_BACKUP = "backup"  # the per-epoch checkpoint (weights, optimizer, epoch), in two files:
+CHECKPOINT_STATE = "checkpoint.npz"  # backup/: model weights and optimizer variables
+CHECKPOINT_META = "training_metadata.json"  # backup/: epochs done, planned epochs, workers
 RUN_BEST_WEIGHTS = "best.weights.h5"
 RUN_HISTORY_CSV = "history.csv"  # one row per epoch, across resumes
 RUN_HISTORY = "history.json"  # the summary, once training finished
@@ -60,7 +64,14 @@ EVAL_FILES = (EVAL_METRICS, EVAL_CONFUSION_PLOT, EVAL_CURVES_PLOT, EVAL_REPORT)
 VERSION_LINEAGE = "lineage.json"
 VERSION_CARD = "model_card.md"
 SAVED_MODEL = "saved_model.pb"
+#: What a SavedModel folder holds besides saved_model.pb (what serving ships to the executors).
+SAVED_MODEL_PARTS = (SAVED_MODEL, "fingerprint.pb", "variables", "assets")
 LATEST = "LATEST"
+# runs/<model>/<run id>/evaluation/ and predictions/<model>/<model version>/<batch>/
+PREDICTIONS = "predictions.parquet"
+# predictions/<model>/<model version>/<batch>/
+PREDICTION_REJECTS = "rejects.parquet"
+PREDICTION_MANIFEST = "manifest.json"
 
 
 class InvalidNameError(ValueError):
@@ -89,6 +100,11 @@ def validate_root(root: str) -> str:
     if any(ch in root for ch in "\n\r\t"):
         raise ValueError(f"invalid storage root {root!r}: control characters")
     return root.rstrip("/")
+
+
+def incoming_batch(root: str, batch: str) -> str:
+    """``<root>/incoming/<batch>``: a batch drop of unlabelled images to score."""
+    return f"{validate_root(root)}/incoming/{validate_name(batch, 'batch')}"
 
 
 def is_hdfs(root: str) -> bool:
@@ -172,3 +188,7 @@ class ModelPaths:
     def predictions(self, model_version: int, batch: str) -> str:
         self.version(model_version)
         return f"{self.root}/predictions/{self.model}/{model_version}/{validate_name(batch, 'batch')}"
+
+    def scoring_configs(self, batch: str) -> str:
+        """Where the scoring configs of one batch are committed (next to the model's predictions)."""
+        return f"{self.root}/predictions/{self.model}/configs/{validate_name(batch, 'batch')}"

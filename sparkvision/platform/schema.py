@@ -71,3 +71,50 @@ DECODED_SCHEMA = pa.schema(
     ]
 )
 TENSOR_SCHEMA = pa.schema([(ID, pa.string()), (LABEL_INDEX, pa.int32()), (PIXELS, pa.binary())])
+
+# predictions/<model>/<model version>/<batch>/predictions.parquet (and an evaluation's predictions)
+PREDICTED_INDEX = "predicted_index"
+PREDICTED_LABEL = "predicted_label"
+CONFIDENCE = "confidence"  # the probability of the predicted label
+TOP_K_LABELS = "top_k_labels"  # the most likely labels, most likely first
+TOP_K_PROBABILITIES = "top_k_probabilities"  # their probabilities
+MODEL = "model"
+MODEL_VERSION = "model_version"
+BATCH = "batch"
+#: What a scoring task emits for every input row: the prediction, or the reason the file was rejected.
+#: ``label``/``label_index``: the true label of a labelled input (index in the model's labels), else null.
+SCORED_SCHEMA = pa.schema(
+    [
+        (ID, pa.string()),
+        (PATH, pa.string()),
+        (CONTENT_HASH, pa.string()),
+        (LABEL, pa.string()),
+        (LABEL_INDEX, pa.int32()),
+        (PREDICTED_INDEX, pa.int32()),
+        (PREDICTED_LABEL, pa.string()),
+        (CONFIDENCE, pa.float32()),
+        (TOP_K_LABELS, pa.list_(pa.string())),
+        (TOP_K_PROBABILITIES, pa.list_(pa.float32())),
+        (SIZE, pa.int64()),
+        (REASON, pa.string()),
+        (DETAIL, pa.string()),
+    ]
+)
+#: predictions.parquet of a batch: the source file, the prediction, the model and the batch.
+PREDICTIONS_COLUMNS = (
+    PATH,
+    CONTENT_HASH,
+    ID,
+    PREDICTED_LABEL,
+    PREDICTED_INDEX,
+    CONFIDENCE,
+    TOP_K_LABELS,
+    TOP_K_PROBABILITIES,
+    LABEL,
+    LABEL_INDEX,
+    MODEL,
+    MODEL_VERSION,
+    BATCH,
+)
+#: predictions.parquet of an evaluation (the test split has no paths).
+EVAL_PREDICTIONS_COLUMNS = (ID, LABEL_INDEX, PREDICTED_INDEX, CONFIDENCE)

@@ -43,3 +43,18 @@ def sensor_poke_seconds() -> float:
 
 def sensor_timeout_seconds() -> float:
     return float(os.environ.get("SPARKVISION_SENSOR_TIMEOUT_SECONDS", str(6 * 3600)))
+
+
+def drop_timeout_seconds() -> float:
+    """How long a run waits for its raw drop before it fails saying which drop never arrived."""
+    return float(os.environ.get("SPARKVISION_DROP_TIMEOUT_SECONDS", str(sensor_timeout_seconds())))
+
+
+def spark_pool() -> str:
+    """The Airflow pool every Spark job of the DAGs runs in: how many run at once, machine-wide."""
+    return os.environ.get("SPARKVISION_SPARK_POOL", "sparkvision_spark")
+
+
+def spark_pool_slots() -> int:
+    """The pool's size where this project creates it (`make airflow-start`, `make airflow-init`)."""
+    return int(os.environ.get("SPARKVISION_SPARK_POOL_SLOTS", "1"))

@@ -26,6 +26,8 @@ class HadoopFS:
     """A thin Pythonic wrapper over ``FileSystem``/``FileContext`` for one SparkSession."""
 
     def __init__(self, spark: Any) -> None:
+        #: The session it talks through (jobs that run Spark stages take it from here).
+        self.spark = spark
         self._jvm = spark._jvm
         self._gateway = spark.sparkContext._gateway
         self._conf = spark._jsc.hadoopConfiguration()
@@ -159,14 +161,29 @@ class HadoopFS:
             self._fs(uri).copyFromLocalFile(False, True, self._path(f"file://{local_path}"), self._path(uri))
             return
         self.mkdirs(uri.rstrip("/").rsplit("/", 1)[0])  # -put, unlike copyFromLocalFile, needs the parent
-        args = ["-put", "-t", str(threads), f"file://{local_path}", uri]
+        self._put([local_path], uri, threads)
+
+    def put_into(self, local_paths: list[str], uri: str, threads: int) -> None:
+        """Copy local files and folders into the existing directory ``uri`` (``hadoop fs -put -t``)."""
+        if local_paths:
+            self._put(local_paths, uri, threads)
+
+    def _put(self, local_paths: list[str], uri: str, threads: int) -> None:
+        args = ["-put", "-t", str(threads), *(f"file://{path}" for path in local_paths), uri]
         jargs = self._gateway.new_array(self._jvm.java.lang.String, len(args))
         for i, arg in enumerate(args):
             jargs[i] = arg
         shell = self._jvm.org.apache.hadoop.fs.FsShell(self._conf)
         status = self._jvm.org.apache.hadoop.util.ToolRunner.run(self._conf, shell, jargs)
         if status != 0:
-            raise OSError(f"copying {local_path} to {uri} failed (hadoop fs -put exit status {status})")
+            what = local_paths[0] if len(local_paths) == 1 else f"{len(local_paths)} local paths"
+            raise OSError(f"copying {what} to {uri} failed (hadoop fs -put exit status {status})")
+
+    def file_count(self, uri: str) -> int:
+        """Files below ``uri`` (one NameNode call on HDFS), 0 when it is missing."""
+        if not self.exists(uri):
+            return 0
+        return int(self._fs(uri).getContentSummary(self._path(uri)).getFileCount())
 
     @contextmanager
     def staged_dir(self, final: str) -> Iterator[str]:

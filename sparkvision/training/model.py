@@ -7,12 +7,14 @@ raw pixels. Augmentation layers, when asked for, are active only while training.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import keras
 from keras import layers
 
 from sparkvision.config.params import TrainParams
+from sparkvision.training.schedule import ALPHA
 
 
 def preprocessing(
@@ -104,22 +106,39 @@ def build_model(
     *,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
-    decay_steps: int = 0,
 ) -> keras.Model:
-    """Build and compile ``params.architecture`` with its learning rate, augmentation and seed.
+    """Build ``params.architecture`` (not compiled) with its augmentation and seed.
 
-    ``mean``/``std``: the train split's per-channel statistics (None: pixels / 255). With
-    ``decay_steps`` > 0 the learning rate follows a cosine from ``params.learning_rate`` down to 1%
-    of it over that many steps; the step count lives in the optimizer, so a resumed run continues
-    the schedule where it stopped.
+    ``mean``/``std``: the train split's per-channel statistics (None: pixels / 255). Training
+    (``sparkvision.training.worker``) runs its own step with ``make_optimizer``; compile the model
+    yourself to use ``fit``.
     """
-    model = BUILDERS[params.architecture](input_shape, num_classes, mean, std, params.augment, params.seed)
-    schedule = (
-        keras.optimizers.schedules.CosineDecay(params.learning_rate, decay_steps, alpha=0.01)
-        if decay_steps > 0
-        else params.learning_rate
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-    )
-    return model
+    return BUILDERS[params.architecture](input_shape, num_classes, mean, std, params.augment, params.seed)
+
+
+class BudgetedCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """A cosine from ``peak`` to ``alpha * peak`` over ``horizon`` steps, a variable the trainer moves.
+
+    The horizon is the planned epochs' steps (``sparkvision.training.schedule``): it is set when the
+    time budget says how many epochs fit, and the optimizer's step counter (restored with the
+    checkpoint) carries a resumed run on along the same curve.
+    """
+
+    def __init__(self, peak: float, horizon, alpha: float = ALPHA) -> None:
+        self.peak = peak
+        self.horizon = horizon
+        self.alpha = alpha
+
+    def __call__(self, step):
+        import tensorflow as tf
+
+        progress = tf.minimum(tf.cast(step, tf.float32) / tf.maximum(tf.cast(self.horizon, tf.float32), 1.0), 1.0)
+        return self.peak * (self.alpha + (1 - self.alpha) * 0.5 * (1 + tf.cos(math.pi * progress)))
+
+    def get_config(self) -> dict:
+        return {"peak": self.peak, "horizon": int(self.horizon.numpy()), "alpha": self.alpha}
+
+
+def make_optimizer(params: TrainParams, horizon) -> keras.optimizers.Optimizer:
+    """Adam at ``params.learning_rate`` along a ``BudgetedCosine`` over the variable ``horizon``."""
+    return keras.optimizers.Adam(BudgetedCosine(params.learning_rate, horizon))

@@ -79,10 +79,12 @@ def run_tensorize(spark, config: RunConfig) -> dict:
         channel_stats = _channel_stats(images.filter(F.col(schema.SPLIT) == "train"), channels)
         # Small row groups so that a reader holds one group at a time; the writer checks the size
         # every 100-1000 rows (default up to 10,000, which overshoots the target for small images).
-        hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
-        hadoop_conf.setInt("parquet.block.size", ROWS_PER_ROW_GROUP * height * width * channels)
-        hadoop_conf.setInt("parquet.block.size.row.check.min", 100)
-        hadoop_conf.setInt("parquet.block.size.row.check.max", 1000)
+        # Write options reach the Parquet writer's Hadoop configuration for this write only.
+        row_groups = {
+            "parquet.block.size": str(ROWS_PER_ROW_GROUP * height * width * channels),
+            "parquet.block.size.row.check.min": "100",
+            "parquet.block.size.row.check.max": "1000",
+        }
         fs.mkdirs(paths.tensors.rsplit("/", 1)[0])
         with fs.staged_dir(paths.tensors) as tmp:
             for split in SPLITS:
@@ -93,7 +95,8 @@ def run_tensorize(spark, config: RunConfig) -> dict:
                     .repartition(max(1, math.ceil(n / ROWS_PER_FILE)), "_order")
                     .sortWithinPartitions("_order")
                     .select(*schema.TENSOR_SCHEMA.names)
-                    .write.parquet(f"{tmp}/{split}")
+                    .write.options(**row_groups)
+                    .parquet(f"{tmp}/{split}")
                 )
                 log.info("wrote %d %s tensors", n, split)
             stats = {

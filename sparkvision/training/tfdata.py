@@ -100,6 +100,30 @@ def iter_batches(
             yield pool_x[start : start + batch_size], pool_y[start : start + batch_size]
 
 
+def fixed_batches(
+    files: list[Path], shape: tuple[int, int, int], batch_size: int, steps: int, *, shuffle_buffer: int, seed: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Exactly ``steps`` full batches: one epoch of a worker in a distributed training.
+
+    Passes over ``files`` in a new shuffled order each (``seed`` and the pass number) until
+    ``steps`` batches came out; the rows short of a full batch at the end of a pass are left
+    out. A part holding at least ``steps * batch_size`` rows is read once, each of its rows at
+    most once; a smaller part is read again, so that its worker still runs every step.
+    """
+    produced = 0
+    for turn in range(steps + 1):  # every pass yields at least one batch, or none ever will
+        pass_seed = seed * 1_000_003 + turn
+        chunks = iter_chunks(files, shape, seed=pass_seed if shuffle_buffer else None)
+        for x, y in iter_batches(chunks, batch_size, shuffle_buffer, seed=pass_seed):
+            if len(y) < batch_size:
+                continue
+            yield x, y
+            produced += 1
+            if produced == steps:
+                return
+    raise ValueError(f"{files} hold fewer than {batch_size} rows: not one full batch")
+
+
 def count_rows(files: list[Path]) -> int:
     return sum(pq.ParquetFile(path).metadata.num_rows for path in files)
 

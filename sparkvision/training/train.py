@@ -1,17 +1,23 @@
-"""Train the Keras CNN on streamed tensor shards, with per-epoch checkpoints and resume.
+"""Train the Keras CNN on the executors, with per-epoch checkpoints, resume and a time budget.
+
+The driver only coordinates: ``train`` checks the input and the run directory, then
+``sparkvision.training.distributed`` runs the training as one Spark barrier stage of N
+TensorFlow workers (``workers``; synchronous data-parallel, ``sparkvision.training.worker``).
+The workers hand every epoch's checkpoint and the final model to the driver, and
+``RunRecord`` commits them to the run directory on the root (file:// or hdfs://).
 
 The run directory ``<root>/runs/<model>/<run id>/`` is named from the dataset version and a
 hash of the training parameters, so a retried task finds its own checkpoint and resumes at the
-epoch after the last finished one, and a re-run of a finished training returns at once. On an
-HDFS root the job works in a local mirror of the run directory and copies it up after every
-epoch.
+epoch after the last finished one (so does a barrier stage that Spark retries after losing an
+executor), and a re-run of a finished training returns at once.
 
 Run directory::
 
     train_params.json   the run's parameters and input (dataset version, content hash)
-    backup/             Keras BackupAndRestore state: weights + optimizer + epoch (every epoch)
+    backup/             the last epoch's checkpoint: checkpoint.npz (weights + optimizer) and
+                        training_metadata.json (epochs done, planned epochs), committed whole
     best.weights.h5     the weights to export: the latest epoch within 0.002 of the best val_accuracy
-    history.csv         one row per epoch (loss, accuracy, val_*, seconds, images/s), across resumes
+    history.csv         one row per epoch (loss, accuracy, val_*, seconds, images/s, workers, plan), across resumes
     history.json        the summary once training finished
     model.keras         the final model (best weights), export/ its SavedModel; then _SUCCESS
 """
@@ -19,18 +25,21 @@ Run directory::
 from __future__ import annotations
 
 import csv
-import hashlib
+import io
 import json
 import logging
-import shutil
+import tarfile
 import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from sparkvision.config.params import TrainParams
 from sparkvision.config.runconfig import RunConfig, check_fingerprint
 from sparkvision.platform.layout import (
+    CHECKPOINT_META,
+    CHECKPOINT_STATE,
     MODEL_FILE,
     RUN_BACKUP,
     RUN_BEST_WEIGHTS,
@@ -43,39 +52,23 @@ from sparkvision.platform.layout import (
     is_hdfs,
     uri_path,
 )
+from sparkvision.training.schedule import MONITOR, exported_epoch
 
 log = logging.getLogger(__name__)
 
-MONITOR = "val_accuracy"
-#: Validation accuracy within this of the best counts as a tie; ties go to the later epoch.
-BEST_TOLERANCE = 0.002
-
-
-class RunDir:
-    """A run directory on the root, worked on through a local folder (the same one on file://)."""
-
-    def __init__(self, fs, uri: str) -> None:
-        self.fs = fs
-        self.uri = uri
-        if is_hdfs(uri):
-            self.local = Path(tempfile.gettempdir()) / "sparkvision-runs" / hashlib.sha1(uri.encode()).hexdigest()[:16]
-            if self.local.exists():
-                shutil.rmtree(self.local)
-            if fs.exists(uri):
-                self.local.parent.mkdir(parents=True, exist_ok=True)
-                fs.copy_to_local(uri, str(self.local))
-            self.local.mkdir(parents=True, exist_ok=True)
-        else:
-            self.local = Path(uri_path(uri))
-            self.local.mkdir(parents=True, exist_ok=True)
-
-    def sync(self) -> None:
-        """Copy the local folder up to the root (no-op on a file:// root)."""
-        if self.local != Path(uri_path(self.uri)):
-            self.fs.mkdirs(self.uri.rsplit("/", 1)[0])
-            with self.fs.staged_dir(self.uri) as tmp:
-                self.fs.delete(tmp)
-                self.fs.copy_from_local(str(self.local), tmp)
+#: history.csv's columns, in order.
+HISTORY_FIELDS = (
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "seconds",
+    "images_per_s",
+    "workers",
+    "planned_epochs",
+    "learning_rate",
+)
 
 
 def local_tensors(fs, tensors_uri: str, workdir: Path) -> Path:
@@ -89,115 +82,164 @@ def local_tensors(fs, tensors_uri: str, workdir: Path) -> Path:
     return target
 
 
+def parse_history(text: str) -> list[dict]:
+    """The rows of a history.csv's text."""
+    return list(csv.DictReader(io.StringIO(text)))
+
+
 def read_history(path: Path) -> list[dict]:
-    """The rows of history.csv (every finished epoch, across resumes); [] when there is none."""
-    if not path.exists():
-        return []
-    with open(path) as handle:
-        return list(csv.DictReader(handle))
+    """The rows of a local history.csv (every finished epoch, across resumes); [] when there is none."""
+    return parse_history(path.read_text()) if path.exists() else []
 
 
-def resume_epoch(run_local: Path) -> int:
-    """The number of epochs a previous attempt finished (0: training starts from scratch)."""
-    metadata = run_local / RUN_BACKUP / "training_metadata.json"
-    if not metadata.exists():
-        return 0
-    try:
-        return int(json.loads(metadata.read_text())["epoch"])
-    except (ValueError, KeyError):
-        return 0
+def history_csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=HISTORY_FIELDS, restval="", extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
 
 
-def make_callbacks(run_dir: RunDir, params: TrainParams, images_per_epoch: int, previous: list[dict]) -> list:
-    """Checkpoint/resume, best weights, early stopping, time budget, history and progress logs.
+class RunRecord:
+    """The run directory on the root, as the driver keeps it while the workers train.
 
-    State that must survive a retry (best accuracy, epochs without improvement, seconds spent)
-    is recomputed from ``previous``, the history.csv rows of earlier attempts.
+    Reads what an earlier attempt left (the checkpoint, the best weights, the history rows the
+    checkpoint covers) and serves the workers' requests: ``hello`` (where to start), ``epoch``
+    (commit an epoch: history.csv first, then best.weights.h5, then backup/, so that a kill in
+    between leaves a row the resume drops, never a gap) and ``final`` (model.keras, export/).
     """
-    import keras
 
-    best_path = run_dir.local / RUN_BEST_WEIGHTS
-    spent_before = sum(float(row.get("seconds") or 0) for row in previous)
-    scores = [float(row[MONITOR]) for row in previous if row.get(MONITOR)]
+    def __init__(self, fs, run_uri: str, params: TrainParams) -> None:
+        self.fs, self.uri, self.params = fs, run_uri, params
+        self.files: dict[str, bytes] = {}
+        backup = fs.readable(f"{run_uri}/{RUN_BACKUP}")
+        meta: dict[str, Any] = {}
+        if fs.exists(f"{backup}/{CHECKPOINT_META}") and fs.exists(f"{backup}/{CHECKPOINT_STATE}"):
+            meta = fs.read_json(f"{backup}/{CHECKPOINT_META}")
+            self.files[CHECKPOINT_STATE] = fs.read_bytes(f"{backup}/{CHECKPOINT_STATE}")
+            if fs.exists(f"{run_uri}/{RUN_BEST_WEIGHTS}"):
+                self.files[RUN_BEST_WEIGHTS] = fs.read_bytes(f"{run_uri}/{RUN_BEST_WEIGHTS}")
+        self.resumed_at = int(meta.get("epoch", 0))
+        self.planned: int | None = meta.get("planned_epochs")
+        history = f"{run_uri}/{RUN_HISTORY_CSV}"
+        rows = parse_history(fs.read_text(history)) if fs.exists(history) else []
+        # history.csv has a row more than the checkpoint when a kill fell between the two writes.
+        self.rows = rows[: self.resumed_at]
+        if len(rows) != len(self.rows):
+            self._write_history()
+        self.attempts: list[dict] = []
+        self.model: dict[str, Any] = {}
 
-    class Progress(keras.callbacks.Callback):
-        """Adds seconds and images/s to the epoch's logs (CSVLogger records them) and logs a line."""
+    def handlers(self) -> dict:
+        return {"hello": self.hello, "epoch": self.commit_epoch, "final": self.commit_model}
 
-        def on_train_begin(self, logs=None):
-            self.spent = spent_before
+    def hello(self, header: dict, files: dict) -> tuple[dict, dict]:
+        """Where a worker starts: the committed rows, the plan and the checkpoint files.
 
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.monotonic()
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds = time.monotonic() - self.started
-            self.spent += seconds
-            logs["seconds"] = round(seconds, 2)
-            logs["images_per_s"] = round(images_per_epoch / seconds, 1)
-            log.info(
-                "epoch %d/%d: loss %.4f accuracy %.4f val_loss %.4f val_accuracy %.4f  "
-                "%.0f images/s (%.1fs, %.1f min in all)",
-                epoch + 1,
-                params.epochs,
-                logs.get("loss", float("nan")),
-                logs.get("accuracy", float("nan")),
-                logs.get("val_loss", float("nan")),
-                logs.get("val_accuracy", float("nan")),
-                images_per_epoch / seconds,
-                seconds,
-                self.spent / 60,
-            )
-
-    class BestAndStop(keras.callbacks.Callback):
-        """Keeps the weights to export on disk; early stopping and the time budget, resume-proof.
-
-        The weights kept are those of the latest epoch whose validation accuracy is within
-        BEST_TOLERANCE of the best so far: on a few thousand validation images smaller gaps are
-        noise, and under the cosine schedule the later, lower-learning-rate epochs generalise better.
+        The chief's hello opens an attempt of the barrier stage (Spark runs it again when a
+        task or an executor is lost); the attempts and the epoch each one started at are kept.
         """
+        if header["rank"] == 0:
+            self.attempts.append({"attempt": len(self.attempts) + 1, "start_epoch": len(self.rows)})
+            again = f" (attempt {len(self.attempts)} of the training stage)" if len(self.attempts) > 1 else ""
+            if self.rows and len(self.rows) >= (self.planned or self.params.epochs):
+                log.info(
+                    "run %s: its checkpoint holds all %d epochs; exporting the model%s", self.uri, len(self.rows), again
+                )
+            elif self.rows:
+                log.info(
+                    "resuming run %s from its checkpoint at epoch %d of %d%s",
+                    self.uri,
+                    len(self.rows) + 1,
+                    self.params.epochs,
+                    again,
+                )
+            elif again:
+                log.info("training run %s from its start%s", self.uri, again)
+        return {"rows": self.rows, "planned": self.planned}, dict(self.files)
 
-        def __init__(self):
-            super().__init__()
-            self.best = max(scores, default=float("-inf"))
-            self.wait = len(scores) - 1 - scores.index(self.best) if scores else 0
-            self.spent = spent_before
-            self.durations: list[float] = []
+    def commit_epoch(self, header: dict, files: dict) -> tuple[dict, dict]:
+        row = header["row"]
+        if int(row["epoch"]) != len(self.rows):
+            raise ValueError(f"epoch {int(row['epoch']) + 1} does not follow the {len(self.rows)} committed")
+        self.rows.append(row)
+        self._write_history()
+        if RUN_BEST_WEIGHTS in files:
+            self.fs.write_atomic(f"{self.uri}/{RUN_BEST_WEIGHTS}", files[RUN_BEST_WEIGHTS])
+            self.files[RUN_BEST_WEIGHTS] = files[RUN_BEST_WEIGHTS]
+        meta = {"epoch": len(self.rows), "planned_epochs": header["planned"], "workers": row.get("workers")}
+        with self.fs.staged_dir(f"{self.uri}/{RUN_BACKUP}") as tmp:
+            self.fs.write_bytes(f"{tmp}/{CHECKPOINT_STATE}", files[CHECKPOINT_STATE])
+            self.fs.write_bytes(f"{tmp}/{CHECKPOINT_META}", json.dumps(meta).encode())
+        self.files[CHECKPOINT_STATE] = files[CHECKPOINT_STATE]
+        self.planned = header["planned"]
+        rates = header.get("worker_images_per_s") or []
+        per_worker = f" ({len(rates)} workers: {' + '.join(f'{r:,.0f}' for r in rates)})" if len(rates) > 1 else ""
+        log.info(
+            "epoch %d/%d: loss %.4f accuracy %.4f val_loss %.4f val_accuracy %.4f  %s images/s%s "
+            "(%.1fs, %.1f min in all)",
+            len(self.rows),
+            self.planned,
+            float(row["loss"]),
+            float(row["accuracy"]),
+            float(row.get("val_loss", "nan")),
+            float(row.get("val_accuracy", "nan")),
+            f"{float(row['images_per_s']):,.0f}",
+            per_worker,
+            float(row["seconds"]),
+            sum(float(r.get("seconds") or 0) for r in self.rows) / 60,
+        )
+        timing = header.get("timing") or {}
+        if timing:
+            log.info(
+                "step time: %.1f ms computing the gradients, %.1f ms all-reducing and applying them (median)",
+                timing.get("compute_ms", float("nan")),
+                timing.get("all_reduce_ms", float("nan")),
+            )
+        for note in header.get("notes", []):
+            log.info("%s", note)
+        return {}, {}
 
-        def on_epoch_end(self, epoch, logs=None):
-            self.durations.append(float(logs.get("seconds", 0)))
-            self.spent += self.durations[-1]
-            score = logs.get(MONITOR)
-            if score is None or score >= self.best - BEST_TOLERANCE:
-                self.model.save_weights(best_path)
-            if score is not None and score > self.best:
-                self.best, self.wait = score, 0
-            else:
-                self.wait += 1
-            if params.early_stopping_patience and self.wait >= params.early_stopping_patience:
-                log.info("early stopping: no %s gain for %d epochs", MONITOR, self.wait)
-                self.model.stop_training = True
-            # Stop before an epoch that would end past the budget (an epoch takes about the last one's time).
-            budget = params.max_train_minutes * 60
-            if budget and epoch + 1 < params.epochs and self.spent + self.durations[-1] > budget:
-                log.info("time budget: %.1f of %.1f min spent, no time for another epoch", self.spent / 60, budget / 60)
-                self.model.stop_training = True
+    def commit_model(self, header: dict, files: dict) -> tuple[dict, dict]:
+        self.fs.write_atomic(f"{self.uri}/{MODEL_FILE}", files[MODEL_FILE])
+        with tempfile.TemporaryDirectory(prefix="sparkvision-export-") as local:
+            with tarfile.open(fileobj=io.BytesIO(files[RUN_EXPORT])) as archive:
+                archive.extractall(local, filter="data")
+            with self.fs.staged_dir(f"{self.uri}/{RUN_EXPORT}") as tmp:
+                self.fs.delete(tmp)
+                self.fs.copy_from_local(local, tmp)
+        self.model = header
+        return {}, {}
 
-    class Sync(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            run_dir.sync()
+    def finish(self, results: list[dict], seconds: float) -> dict:
+        """Write history.json and ``_SUCCESS``; return the summary."""
+        history = {
+            key: [float(row[key]) for row in self.rows if row.get(key) not in (None, "")] for key in HISTORY_FIELDS[1:]
+        }
+        scores = history.get(MONITOR, [])
+        summary = {
+            "history": history,
+            "epochs": len(self.rows),
+            "planned_epochs": self.planned,
+            "resumed_at_epoch": self.resumed_at,
+            "epochs_run_now": len(self.rows) - self.resumed_at,
+            "attempts": self.attempts,
+            "best_epoch": exported_epoch(scores) if scores else len(self.rows),
+            "train_seconds": round(sum(history.get("seconds", [])), 1),
+            "train_seconds_now": round(seconds, 1),
+            "architecture": self.params.architecture,
+            "parameters": self.model.get("parameters"),
+            "workers": len(results),
+            "steps_per_epoch": results[0]["steps_per_epoch"],
+            "global_batch": results[0]["batch"] * len(results),
+            "worker_results": results,
+        }
+        self.fs.write_json(f"{self.uri}/{RUN_HISTORY}", summary)
+        self.fs.touch(f"{self.uri}/{SUCCESS}")
+        return summary
 
-    # Order matters: Progress adds to the logs before CSVLogger writes them; history.csv is written
-    # before the checkpoint (a kill in between leaves a row that the resume drops, never a gap);
-    # everything is on disk before Sync copies the run directory up.
-    return [
-        Progress(),
-        keras.callbacks.CSVLogger(str(run_dir.local / RUN_HISTORY_CSV), append=True),
-        BestAndStop(),
-        keras.callbacks.BackupAndRestore(
-            str(run_dir.local / RUN_BACKUP), save_freq="epoch", delete_checkpoint=False, double_checkpoint=True
-        ),
-        Sync(),
-    ]
+    def _write_history(self) -> None:
+        self.fs.write_atomic(f"{self.uri}/{RUN_HISTORY_CSV}", history_csv(self.rows).encode())
 
 
 def input_record(config: RunConfig, stats: dict) -> dict:
@@ -234,15 +276,14 @@ def set_aside_stale_run(fs, run_uri: str, recorded: dict) -> None:
 
 
 def train(fs, config: RunConfig) -> dict:
-    """Train (or resume, or find finished) the run of ``config``; return its summary.
+    """Train (or resume, or find finished) the run of ``config`` on the executors; return its summary.
 
-    A finished run is reused, and a killed one resumed, only when it was trained on the same
-    tensors (same fingerprint and content hash); otherwise it is set aside and trained anew.
+    ``fs`` is the job's ``HadoopFS`` (its SparkSession runs the barrier stage). A finished run is
+    reused, and a killed one resumed, only when it was trained on the same tensors (same
+    fingerprint and content hash); otherwise it is set aside and trained anew.
     """
-    import keras
-
-    from sparkvision.training import tfdata
-    from sparkvision.training.model import build_model
+    from sparkvision.training.distributed import resolve_workers, train_on_executors, worker_parts
+    from sparkvision.training.schedule import per_replica_batch
 
     paths, params, rid, run_uri = config.paths, config.train, config.run_id, config.run_uri
     tensors_uri = fs.readable(paths.tensors)
@@ -258,89 +299,43 @@ def train(fs, config: RunConfig) -> dict:
         elif fs.exists(f"{run_uri}/{SUCCESS}"):
             log.info("run %s already finished on the same tensors; nothing to train", run_uri)
             return {"run_id": rid, "run_uri": run_uri, **fs.read_json(f"{run_uri}/{RUN_HISTORY}")}
-    shape = tuple(stats["image_shape"])
-    n_train = stats["counts"]["train"]
+    n_train, n_validation = stats["counts"]["train"], stats["counts"]["validation"]
     if not n_train:
         raise ValueError(f"{paths.tensors} has no training images")
-    with tempfile.TemporaryDirectory(prefix="sparkvision-train-") as work:
-        run_dir = RunDir(fs, run_uri)
-        tensors = local_tensors(fs, tensors_uri, Path(work))
-        (run_dir.local / RUN_PARAMS).write_text(json.dumps(record, indent=2, sort_keys=True))
-        keras.utils.set_random_seed(params.seed)
-        steps = -(-n_train // params.batch_size)
-        val_ds = (
-            tfdata.make_dataset(tensors / "validation", shape, max(params.batch_size, 512), shuffle_buffer=0, seed=0)
-            if stats["counts"]["validation"]
-            else None
+    workers = resolve_workers(fs.spark, params.workers)
+    # A global batch larger than the split would train on nothing (steps drop the remainder).
+    batch = per_replica_batch(min(params.batch_size, n_train), workers)
+    if batch * workers != params.batch_size:
+        log.warning(
+            "batch_size %d over %d worker(s) with %d images: %d each", params.batch_size, workers, n_train, batch
         )
-        model = build_model(
-            params,
-            shape,
-            stats["num_classes"],
-            mean=stats.get("channel_mean"),
-            std=stats.get("channel_std"),
-            decay_steps=params.epochs * steps,
-        )
-        previous = read_history(run_dir.local / RUN_HISTORY_CSV)
-        start = resume_epoch(run_dir.local)
-        # history.csv has a row more than the checkpoint when a kill fell between the two writes.
-        previous = previous[:start]
-        _rewrite_history(run_dir.local / RUN_HISTORY_CSV, previous)
-        train_ds = tfdata.make_dataset(
-            tensors / "train",
-            shape,
-            params.batch_size,
-            shuffle_buffer=params.shuffle_buffer,
-            seed=params.seed,
-            first_epoch=start,
-        )
-        if start:
-            log.info("resuming run %s from its checkpoint at epoch %d of %d", run_uri, start + 1, params.epochs)
-        log.info(
-            "training %s (%d parameters) on %d images for up to %d epochs (batch %d), run %s",
-            model.name,
-            model.count_params(),
-            n_train,
-            params.epochs,
-            params.batch_size,
-            run_uri,
-        )
-        started = time.monotonic()
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=params.epochs,
-            verbose=0,
-            callbacks=make_callbacks(run_dir, params, n_train, previous),
-        )
-        seconds = time.monotonic() - started
-        if (run_dir.local / RUN_BEST_WEIGHTS).exists():
-            model.load_weights(run_dir.local / RUN_BEST_WEIGHTS)  # restore the (latest near-)best epoch's weights
-        model.save(run_dir.local / MODEL_FILE)
-        export = run_dir.local / RUN_EXPORT
-        if export.exists():
-            shutil.rmtree(export)
-        model.export(str(export), format="tf_saved_model", verbose=False)
-        rows = read_history(run_dir.local / RUN_HISTORY_CSV)
-        history = {key: [float(row[key]) for row in rows if row.get(key)] for key in (rows[0] if rows else {})}
-        history.pop("epoch", None)
-        scores = history.get(MONITOR, [])
-        summary = {
-            "history": history,
-            "epochs": len(rows),
-            "resumed_at_epoch": start,
-            "epochs_run_now": len(rows) - start,
-            "best_epoch": _exported_epoch(scores) if scores else len(rows),
-            "train_seconds": round(sum(history.get("seconds", [])), 1),
-            "train_seconds_now": round(seconds, 1),
-            "architecture": params.architecture,
-            "parameters": model.count_params(),
-        }
-        (run_dir.local / RUN_HISTORY).write_text(json.dumps(summary, indent=2))
-        (run_dir.local / SUCCESS).touch()
-        run_dir.sync()
-    if run_dir.local != Path(uri_path(run_uri)):
-        shutil.rmtree(run_dir.local, ignore_errors=True)
+    fs.mkdirs(run_uri)
+    fs.write_json(f"{run_uri}/{RUN_PARAMS}", record)
+    run = RunRecord(fs, run_uri, params)
+    log.info(
+        "training %s on %d images for up to %d epochs (global batch %d) with %d worker(s), run %s",
+        params.architecture,
+        n_train,
+        params.epochs,
+        batch * workers,
+        workers,
+        run_uri,
+    )
+    job = {
+        "workers": workers,
+        "batch": batch,
+        "params": asdict(params),
+        "shape": stats["image_shape"],
+        "num_classes": stats["num_classes"],
+        "mean": stats.get("channel_mean"),
+        "std": stats.get("channel_std"),
+    }
+    splits = ["train", "validation"] if n_validation else ["train"]
+    started = time.monotonic()
+    parts = worker_parts(fs.spark, tensors_uri, workers, splits)
+    results = train_on_executors(fs.spark, parts, job, run.handlers())
+    summary = run.finish(results, time.monotonic() - started)
+    scores = summary["history"].get(MONITOR, [])
     log.info(
         "run %s finished: %d epochs (best %d, %s %.4f), %.1f s of training",
         run_uri,
@@ -351,21 +346,3 @@ def train(fs, config: RunConfig) -> dict:
         summary["train_seconds"],
     )
     return {"run_id": rid, "run_uri": run_uri, **summary}
-
-
-def _rewrite_history(path: Path, rows: list[dict]) -> None:
-    """Keep only ``rows`` in history.csv (the epochs the checkpoint holds)."""
-    if not path.exists():
-        return
-    if not rows:
-        path.unlink()
-        return
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _exported_epoch(scores: list[float]) -> int:
-    """The 1-based epoch whose weights are exported (see BestAndStop)."""
-    return max(i for i, score in enumerate(scores) if score >= max(scores) - BEST_TOLERANCE) + 1

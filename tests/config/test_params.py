@@ -11,7 +11,9 @@ import pytest
 
 from sparkvision.config.params import (
     BY_NAME,
-    PARAMETERS,
+    DECLARED,
+    SCORING_PARAMETERS,
+    SCORING_STAGE_CLASSES,
     STAGE_CLASSES,
     EvalParams,
     ImageSpec,
@@ -25,7 +27,8 @@ PROJECT = Path(__file__).resolve().parents[2]
 #: Where runtime code lives (developer tooling and tests may pass explicit values, not defaults).
 RUNTIME = [PROJECT / "sparkvision", PROJECT / "dags", PROJECT / "spark_jobs"]
 DECLARATIONS = PROJECT / "sparkvision" / "config" / "params.py"
-STAGE_PARAMS = [p.name for p in PARAMETERS if p.stage != "run"]
+#: Both lists: the pipeline run's and the scoring run's (batch_inference).
+STAGE_PARAMS = [p.name for p in DECLARED if p.stage != "run"]
 
 
 def _runtime_sources():
@@ -67,15 +70,25 @@ def test_no_parameter_has_a_second_declaration_in_the_runtime_code():
     assert found == []
 
 
-def test_the_dag_file_has_no_per_parameter_code():
-    text = (PROJECT / "dags" / "image_training.py").read_text()
+@pytest.mark.parametrize("dag_file", ["image_training.py", "batch_inference.py"])
+def test_the_dag_files_have_no_per_parameter_code(dag_file):
+    text = (PROJECT / "dags" / dag_file).read_text()
     code = text.split('"""', 2)[2]  # after the module docstring (its table names tasks, not parameters)
     assert [name for name in STAGE_PARAMS if re.search(rf"\b{name}\b", code)] == []
     assert "params." not in code and "Param(" not in code
 
 
+def test_each_name_is_declared_once_across_both_lists():
+    """The scoring list shares the pipeline's declaration of ``model`` instead of repeating it."""
+    names = [p.name for p in DECLARED]
+    assert len(names) == len(set(names))
+    assert all(p is BY_NAME[p.name] for p in SCORING_PARAMETERS if p.name in BY_NAME)
+    assert [p.name for p in SCORING_PARAMETERS] == ["batch", "model", "model_version", "curated_dataset", "top_k",
+                                                    "rescore"]  # fmt: skip
+
+
 def test_stage_classes_are_generated_from_the_declarations():
-    for stage, cls in STAGE_CLASSES.items():
+    for stage, cls in {**STAGE_CLASSES, **SCORING_STAGE_CLASSES}.items():
         defaults = cls()
         assert {name: getattr(defaults, name) for name in defaults.__dataclass_fields__} == {
             p.name: p.default for p in parameters(stage)
@@ -93,7 +106,7 @@ def _candidates(p) -> list:
     return values
 
 
-@pytest.mark.parametrize("declared", PARAMETERS, ids=lambda p: p.name)
+@pytest.mark.parametrize("declared", DECLARED, ids=lambda p: p.name)
 def test_python_check_and_json_schema_agree_on_every_value(declared):
     """The form (jsonschema, as Airflow validates Params) and resolve (Python) accept the same values."""
     schema = declared.json_schema()

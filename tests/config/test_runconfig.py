@@ -26,7 +26,7 @@ def test_identities_are_pinned():
     config = RunConfig.build(ROOT, {"version": "v1"})
     assert config.run_id == "fashion_mnist-v1-63088f63"
     assert (config.ingest_fingerprint, config.tensors_fingerprint) == ("fec97e90", "fa43aa15")
-    assert config.uri == "file:///data/configs/fashion_mnist/v1/ca0c11b42579d730.json"
+    assert config.uri == "file:///data/configs/fashion_mnist/v1/aede2a520c60e10c.json"
 
 
 def test_the_run_id_covers_what_shapes_the_data_and_nothing_else():

@@ -75,8 +75,10 @@ def _parse_in_subprocess(env_root: str) -> dict:
 import json, sys, runpy
 ns = runpy.run_path({str(os.path.join(os.path.dirname(__file__), "..", "..", "dags", "image_training.py"))!r})
 dag = ns["dag"]
+sensors = [t for t in dag.tasks if t.task_id.startswith("wait_for")]
 print(json.dumps({{
-    "sensors": {{t.task_id: type(t).__name__ for t in dag.tasks if t.task_id.startswith("wait_for")}},
+    "sensors": {{t.task_id: type(t).__name__ for t in sensors}},
+    "waiting": sorted({{(getattr(t, "deferrable", False), t.mode) for t in sensors}}),
     "raw_path": dag.get_task("wait_for_raw_drop").filepath,
     "macros": sorted(dag.user_defined_macros),
     "heavy": [m for m in {HEAVY_MODULES!r} if m in sys.modules],
@@ -90,14 +92,16 @@ print(json.dumps({{
 def test_dag_file_imports_nothing_heavy_and_uses_a_file_sensor_on_a_local_root():
     parsed = _parse_in_subprocess("file:///srv/sparkvision")
     assert parsed["heavy"] == []
-    assert set(parsed["sensors"].values()) == {"FileSensor"}
+    assert set(parsed["sensors"].values()) == {"ArtifactFileSensor"}
+    assert parsed["waiting"] == [[True, "poke"]]  # deferred: the triggerer waits, no worker slot held
     assert parsed["raw_path"] == "{{ artifact(ti.xcom_pull(task_ids='resolve'), 'raw') }}"
     assert parsed["macros"] == ["artifact"]
 
 
 def test_dag_uses_webhdfs_sensors_on_an_hdfs_root():
     parsed = _parse_in_subprocess("hdfs://namenode:8020/sparkvision")
-    assert set(parsed["sensors"].values()) == {"WebHdfsSensor"}
+    assert set(parsed["sensors"].values()) == {"ArtifactWebHdfsSensor"}
+    assert parsed["waiting"] == [[False, "reschedule"]]  # poke-only sensor: the slot is free between pokes
 
 
 def test_params_form_refuses_unsafe_names(dagbag):
@@ -118,3 +122,23 @@ def test_form_is_generated_from_the_declarations_with_a_description_for_every_fi
         param = params.get_param(declared.name)
         assert param.value == declared.default, declared.name
         assert param.description == declared.help and param.schema["section"] == declared.section
+
+
+def test_runs_do_not_queue_behind_each_other_and_spark_jobs_share_one_pool(dagbag):
+    """No max_active_runs=1 (a run waiting for its drop would hold back every other version);
+    the cores' limit is the Spark pool, taken by the run furthest along (upstream weights)."""
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    from sparkvision.platform import settings
+
+    for dag in dagbag.dags.values():
+        assert dag.max_active_runs > 1, dag.dag_id
+        for task in dag.tasks:
+            assert str(task.weight_rule).lower().endswith("upstream"), (dag.dag_id, task.task_id)
+            if isinstance(task, SparkSubmitOperator):
+                assert task.pool == settings.spark_pool(), (dag.dag_id, task.task_id)
+            else:
+                assert task.pool != settings.spark_pool(), (dag.dag_id, task.task_id)
+    dag = dagbag.dags["image_training"]
+    links = {t.task_id: [link.name for link in t.operator_extra_links] for t in dag.tasks if t.operator_extra_links}
+    assert links == {"evaluate": ["Evaluation report"], "publish": ["Published model version"]}

@@ -132,6 +132,7 @@ def test_dag_end_to_end_on_file_root_is_idempotent_and_versioned(hadoop_fs, airf
     metrics = hadoop_fs.read_json(f"{model_paths.version(2)}/metrics.json")
     first = hadoop_fs.read_json(f"{model_paths.version(1)}/lineage.json")
     assert lineage["run_id"] != first["run_id"] and metrics["run_id"] == lineage["run_id"]
+    assert first["airflow_run_id"].startswith("manual__")  # exported by Airflow to the spark-submit
     assert lineage["curated_content_hash"] == manifest["content_hash"] == metrics["curated_content_hash"]
     assert metrics["image_shape"] == [32, 32, 1] and metrics["champion"] is None
     assert metrics["champion_skipped"]["version"] == 1 and "not comparable" in metrics["reason"]

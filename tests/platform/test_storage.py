@@ -19,7 +19,7 @@ def test_hdfs_fixture_serves_webhdfs_and_rpc(hdfs, hadoop_fs):
     assert hadoop_fs.read_bytes(f"{hdfs.uri}/probe/a.txt") == b"through webhdfs"  # read back over RPC
     hadoop_fs.write_bytes(f"{hdfs.uri}/probe/b.txt", b"through rpc")
     assert hdfs.webhdfs_get("/probe/b.txt") == b"through rpc"
-    assert hdfs.running() and set(hdfs.pids()) == {"namenode", "datanode"}
+    assert hdfs.running() and set(hdfs.pids()) == {"namenode", "datanode-0"}
 
 
 def test_files_json_and_listing(root, hadoop_fs):
@@ -174,18 +174,22 @@ def test_hdfs_command_starts_reports_and_stops_by_pid(tmp_path):
     import subprocess
     import sys
 
-    from devtools.hdfs_cluster import HdfsCluster, _alive
+    from devtools.daemons import alive
+    from devtools.hdfs_cluster import HdfsCluster
 
     command = [sys.executable, "-m", "devtools.hdfs_cluster"]
     folder = str(tmp_path / "hdfs")
-    started = subprocess.run([*command, "start", "--dir", folder, "--free-ports"], capture_output=True, text=True)
+    started = subprocess.run(
+        [*command, "start", "--dir", folder, "--free-ports", "--datanodes", "1"], capture_output=True, text=True
+    )
     assert started.returncode == 0, started.stderr[-3000:]
     assert "export SPARKVISION_ROOT=hdfs://127.0.0.1:" in started.stdout
     cluster = HdfsCluster.load(folder)
     pids = cluster.pids()
-    assert set(pids) == {"namenode", "datanode"}
+    assert set(pids) == {"namenode", "datanode-0"}
+    assert f"export HADOOP_CONF_DIR={cluster.client_conf_dir}" in started.stdout
     assert subprocess.run([*command, "status", "--dir", folder]).returncode == 0
     assert cluster.webhdfs_status("/tmp/.sparkvision-probe")["type"] == "FILE"  # the readiness probe
     assert subprocess.run([*command, "stop", "--dir", folder], capture_output=True).returncode == 0
-    assert not any(_alive(pid) for pid in pids.values())
+    assert not any(alive(pid) for pid in pids.values())
     assert subprocess.run([*command, "status", "--dir", folder], capture_output=True).returncode == 1

@@ -38,7 +38,7 @@ def trained(request, spark, tmp_path_factory, make_tensors, make_config):
         config = make_config(f"{request.getfixturevalue('hdfs').uri}/publish-{uuid.uuid4().hex[:8]}", "v1", **TRAIN)
         fs.copy(local.paths.tensors, config.paths.tensors)
     run = train(fs, config)
-    metrics = evaluate(fs, config)
+    metrics = evaluate(spark, config)
     assert metrics["blessed"], metrics["reason"]
     return {"fs": fs, "root": config.root, "config": config, "paths": config.paths, "run": run, "metrics": metrics}
 
@@ -90,7 +90,7 @@ def test_published_savedmodel_predicts_like_the_keras_model(trained, tmp_path):
     assert [name for name in fs.list(model_paths.published) if not name.startswith(".")] == ["1", "LATEST"]
 
 
-def test_a_worse_model_is_not_published(trained, make_config):
+def test_a_worse_model_is_not_published(trained, make_config, spark):
     from sparkvision.evaluation.evaluate import evaluate
     from sparkvision.platform.catalog import latest_version, published_versions
     from sparkvision.registry.publish import NotBlessedError, publish
@@ -103,7 +103,7 @@ def test_a_worse_model_is_not_published(trained, make_config):
     params = {**TRAIN, "model": "guarded", "epochs": 1, "learning_rate": 1e-7, "min_accuracy": 0.0}
     config = make_config(trained["root"], "v1", **params)
     worse = train(fs, config)
-    metrics = evaluate(fs, config)
+    metrics = evaluate(spark, config)
     assert not metrics["blessed"] and "worse than the champion" in metrics["reason"]
     assert metrics["champion"]["version"] == 1
     assert metrics["champion"]["accuracy"] == pytest.approx(trained["metrics"]["accuracy"])

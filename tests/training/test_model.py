@@ -60,13 +60,20 @@ def test_augmentation_only_while_training():
     assert "augment_flip" not in [layer.name for layer in without.layers]
 
 
-def test_cosine_schedule_decays_the_learning_rate():
-    from sparkvision.training.model import build_model
+def test_budgeted_cosine_follows_its_horizon_variable():
+    import tensorflow as tf
 
-    model = build_model(TrainParams(architecture="reference", learning_rate=0.002), (28, 28, 1), 10, decay_steps=100)
-    schedule = model.optimizer._learning_rate
+    from sparkvision.training.model import make_optimizer
+    from sparkvision.training.schedule import cosine_learning_rate
+
+    horizon = tf.Variable(100, dtype=tf.int64)
+    schedule = make_optimizer(TrainParams(learning_rate=0.002), horizon)._learning_rate
     assert float(schedule(0)) == pytest.approx(0.002)
     assert float(schedule(100)) == pytest.approx(0.002 * 0.01, rel=1e-3)
+    assert float(schedule(500)) == pytest.approx(0.002 * 0.01, rel=1e-3)  # flat after the horizon
+    horizon.assign(50)  # the budget shortened the plan: the same step is further along the curve
+    assert float(schedule(25)) == pytest.approx(cosine_learning_rate(25, 50, 0.002), rel=1e-5)
+    assert float(schedule(50)) == pytest.approx(0.002 * 0.01, rel=1e-3)
 
 
 def test_train_params_defaults_and_validation():

@@ -104,3 +104,23 @@ def test_make_dataset_batches_and_cardinality(split_dir):
     assert not (np.concatenate(first) == np.concatenate(second)).all()  # a new order every epoch
     x, _ = next(iter(dataset))
     assert x.dtype.name == "uint8" and tuple(x.shape[1:]) == SHAPE
+
+
+def test_fixed_batches_read_a_large_enough_part_once(split_dir):
+    files = tfdata.shard_files(split_dir)
+    batches = list(tfdata.fixed_batches(files, SHAPE, 64, 23, shuffle_buffer=300, seed=5))
+    assert [len(y) for _, y in batches] == [64] * 23  # 1,472 of 1,500 rows: less than one batch left out
+    labels = np.concatenate([y for _, y in batches])
+    assert len(set(labels.tolist())) == len(labels)  # no row twice
+    for x, y in batches:
+        assert (x[:, 0, 0, 0] == y % 256).all()
+
+
+def test_fixed_batches_read_a_small_part_again_to_run_every_step(split_dir):
+    files = tfdata.shard_files(split_dir)
+    batches = list(tfdata.fixed_batches(files, SHAPE, 64, 50, shuffle_buffer=300, seed=5))
+    assert [len(y) for _, y in batches] == [64] * 50
+    labels = np.concatenate([y for _, y in batches])
+    assert set(labels.tolist()) == set(range(1500)) and len(labels) == 3200
+    with pytest.raises(ValueError, match="not one full batch"):
+        list(tfdata.fixed_batches(files, SHAPE, 2000, 1, shuffle_buffer=0, seed=0))
