@@ -116,7 +116,7 @@ def test_half_speed_gets_about_half_the_epochs_not_a_truncated_schedule():
 
 
 def test_slow_early_epochs_from_noise_do_not_leave_the_budget_unused():
-    # Measured: epochs 2 and 3 of a demo ran at 42 s instead of 26 s (another process on the
+    # Measured: epochs 2 and 3 of a full-dataset run ran at 42 s instead of 26 s (noise on the
     # cores); planning from them alone fixed 14 epochs and left 2.2 of 10 minutes unused.
     noisy = simulate(lambda epoch: 42.0 if epoch in (1, 2) else 26.0)
     assert noisy["epochs"] == 18 and noisy["seconds"] <= 600
