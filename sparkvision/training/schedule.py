@@ -6,8 +6,11 @@ Li et al., "Budgeted Training: Rethinking Deep Neural Network Training Under Res
 Constraints", ICLR 2020): after the first epoch the speed measured on its steady steps says how
 many epochs fit into the time left, and the schedule is planned to end there, so a slower machine
 gets a shorter schedule that still decays completely instead of one cut off at a high learning
-rate. After every later epoch the plan is checked against the time left again and only ever
-shortened (a schedule that grew again would raise a learning rate already decayed).
+rate. After every later epoch the plan is checked against the time left again. It may grow
+while less than a third of the budget is spent (the learning rate is still near its peak),
+judged by the fastest epoch so far: a machine is only ever slowed by noise (another process, a
+neighbour on the host), and one slow early epoch must not leave a third of the budget unused.
+After that it only shrinks (a schedule that grew late would raise a learning rate already decayed).
 
 With N workers the global batch (``batch_size``) is split over them, so the steps of an epoch,
 the schedule and the decisions below are the same for any N. Every worker runs the same number
@@ -33,9 +36,9 @@ BEST_TOLERANCE = 0.002
 ALPHA = 0.01
 #: Steps at the start of an attempt left out of the speed measurement (graph tracing, warm-up).
 WARMUP_STEPS = 3
-#: After this many epochs the plan may still grow once: the second epoch runs at full speed (caches
-#: warm, nothing traced), while the learning rate is still within a few percent of its peak.
-PLAN_REVISED_AT = 2
+#: The plan may grow while less than this share of the budget is spent (the cosine is then still
+#: above ~75% of its peak, so a longer horizon barely changes the learning rate).
+GROWTH_WINDOW = 1 / 3
 
 
 def cosine_learning_rate(step: float, horizon: float, peak: float, alpha: float = ALPHA) -> float:
@@ -93,8 +96,8 @@ def plan_epochs(
 ) -> int:
     """The epochs of a complete schedule that fits into the time left.
 
-    Never more than ``planned`` unless ``may_grow`` (the plan's second look, still near the peak
-    of the schedule). No budget: ``max_epochs``. The result is never below ``epochs_done``; equal
+    Never more than ``planned`` unless ``may_grow`` (early in the budget, the learning rate still
+    near its peak). No budget: ``max_epochs``. The result is never below ``epochs_done``; equal
     to it means that no further epoch fits and training is over.
     """
     if budget_seconds <= 0:
@@ -142,12 +145,15 @@ def decide(
             notes.append(f"early stopping: no {MONITOR} gain for {wait} epochs")
             stop = True
     spent = sum(float(row.get("seconds") or 0) for row in rows)
-    new_plan = plan_epochs(
-        max_epochs, budget_seconds, spent, done, epoch_seconds, planned, may_grow=done == PLAN_REVISED_AT
-    )
+    may_grow = budget_seconds > 0 and spent < budget_seconds * GROWTH_WINDOW
+    # Growing: the fastest epoch so far (the first one's time is not steady, ``epoch_seconds`` is
+    # its steady estimate); shrinking: the last one (a machine that really slows down).
+    paces = [float(row.get("seconds") or 0) for row in rows[1:-1]] + [epoch_seconds]
+    pace = min((p for p in paces if p > 0), default=epoch_seconds) if may_grow else epoch_seconds
+    new_plan = plan_epochs(max_epochs, budget_seconds, spent, done, pace, planned, may_grow=may_grow)
     if new_plan != planned and new_plan > done:
         notes.append(
-            f"time budget: {budget_seconds / 60:.1f} min at {epoch_seconds:.1f} s an epoch; the learning-rate "
+            f"time budget: {budget_seconds / 60:.1f} min at {pace:.1f} s an epoch; the learning-rate "
             f"schedule now ends after epoch {new_plan} (of at most {max_epochs})"
         )
     if done >= new_plan and done < max_epochs and not stop:

@@ -1,4 +1,5 @@
-"""The whole image_training DAG under `airflow dags test`, on a real HDFS root and on a file:// root.
+"""The whole image_training DAG under `airflow dags test` on a file:// root (on HDFS and a Spark
+cluster: tests/devtools/test_readme_cluster.py).
 
 Each run uses a small slice of Fashion-MNIST and one short epoch: these tests check that every
 stage runs on the real components and hands the next one what it needs, not model quality.
@@ -13,12 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from devtools.rawdrop import lay_out
-from sparkvision.platform.layout import DatasetPaths, ModelPaths, is_hdfs, uri_path
-from sparkvision.training import tfdata
+from sparkvision.platform.layout import DatasetPaths, ModelPaths
+from tests.helpers import assert_published_model_predicts
 
 pytestmark = pytest.mark.integration
 
@@ -30,13 +30,13 @@ FAST = {"architecture": "reference", "epochs": 1, "batch_size": 64, "min_accurac
 def airflow_home(tmp_path_factory):
     """A fresh SQLite Airflow home per test: each test has its own root, hence its own model Asset."""
     home = tmp_path_factory.mktemp("airflow")
-    env = airflow_env(home, "file:///unused", None)
+    env = airflow_env(home, "file:///unused")
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
     return home
 
 
-def airflow_env(home: Path, root: str, hdfs) -> dict:
-    env = {
+def airflow_env(home: Path, root: str) -> dict:
+    return {
         **os.environ,
         "AIRFLOW_HOME": str(home),
         "SPARKVISION_ROOT": root,
@@ -45,16 +45,13 @@ def airflow_env(home: Path, root: str, hdfs) -> dict:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PARALLELISM": "2",
     }
-    if hdfs is not None:
-        env["AIRFLOW_CONN_WEBHDFS_DEFAULT"] = hdfs.airflow_connection
-    return env
 
 
-def run_dag(home: Path, root: str, hdfs, conf: dict, logical_date: str) -> str:
+def run_dag(home: Path, root: str, conf: dict, logical_date: str) -> str:
     """`airflow dags test image_training`; return its log, failing with the log's tail if the run failed."""
     result = subprocess.run(
         [sys.executable, "-m", "airflow", "dags", "test", "image_training", logical_date, "-c", json.dumps(conf)],
-        env=airflow_env(home, root, hdfs),
+        env=airflow_env(home, root),
         capture_output=True,
         text=True,
         timeout=900,
@@ -65,56 +62,18 @@ def run_dag(home: Path, root: str, hdfs, conf: dict, logical_date: str) -> str:
     return log
 
 
-def local_copy(hadoop_fs, uri: str, tmp_path: Path) -> Path:
-    if not is_hdfs(uri):
-        return Path(uri_path(uri))
-    target = tmp_path / uri.rstrip("/").rsplit("/", 1)[-1]
-    hadoop_fs.copy_to_local(uri, str(target))
-    return target
-
-
-def assert_published_model_predicts(
-    hadoop_fs, root: str, version: int, tmp_path: Path, shape: tuple[int, int, int] = (28, 28, 1)
-) -> None:
-    """The model at models/fashion_cnn/<version> loads as a SavedModel and predicts (n, 10)."""
-    import tensorflow as tf
-
-    model_uri = ModelPaths(root, "fashion_cnn").version(version)
-    assert hadoop_fs.exists(f"{model_uri}/saved_model.pb") and hadoop_fs.exists(f"{model_uri}/variables")
-    assert hadoop_fs.read_json(f"{model_uri}/metrics.json")["blessed"] is True
-    local = local_copy(hadoop_fs, model_uri, tmp_path / f"model{version}")
-    loaded = tf.saved_model.load(str(local))
-    test_dir = local_copy(hadoop_fs, DatasetPaths(root, "fashion_mnist", "it1").tensor_split("test"), tmp_path)
-    images, _ = next(tfdata.iter_chunks(tfdata.shard_files(test_dir), shape, seed=None))
-    probabilities = loaded.serve(tf.constant(images[:32])).numpy()
-    assert probabilities.shape == (32, 10)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
-
-
-def test_dag_end_to_end_on_hdfs(hdfs, hadoop_fs, airflow_home, tmp_path):
-    root = f"{hdfs.uri}/dagtest"
-    lay_out(root, "fashion_mnist", "it1", limit=SLICE)
-    log = run_dag(airflow_home, root, hdfs, {"version": "it1", **FAST}, "2026-11-20")
-    assert "WebHdfsSensor" in log and "FileSensor" not in log
-    model_paths = ModelPaths(root, "fashion_cnn")
-    assert hadoop_fs.read_text(model_paths.latest_pointer).strip() == "1"
-    # the model and its raw input really live on HDFS, as WebHDFS (the sensors' view) confirms
-    assert hdfs.webhdfs_status("/dagtest/models/fashion_cnn/1/saved_model.pb")["type"] == "FILE"
-    assert_published_model_predicts(hadoop_fs, root, 1, tmp_path)
-
-
 def test_dag_end_to_end_on_file_root_is_idempotent_and_versioned(hadoop_fs, airflow_home, tmp_path, spark):
     root = (tmp_path / "root").as_uri()
     lay_out(root, "fashion_mnist", "it1", limit=SLICE)
-    run_dag(airflow_home, root, None, {"version": "it1", **FAST}, "2026-11-21")
+    run_dag(airflow_home, root, {"version": "it1", **FAST}, "2026-11-21")
     paths = DatasetPaths(root, "fashion_mnist", "it1")
     model_paths = ModelPaths(root, "fashion_cnn")
-    assert_published_model_predicts(hadoop_fs, root, 1, tmp_path)
+    assert_published_model_predicts(hadoop_fs, root, "it1", 1, tmp_path)
     curated_rows = spark.read.parquet(f"{paths.curated}/images.parquet").count()
     assert curated_rows == 2 * SLICE
 
     # the same version again: same outputs, no duplicated rows, no new model version
-    log = run_dag(airflow_home, root, None, {"version": "it1", **FAST}, "2026-11-22")
+    log = run_dag(airflow_home, root, {"version": "it1", **FAST}, "2026-11-22")
     assert "already published as version 1; no new version" in log
     assert spark.read.parquet(f"{paths.curated}/images.parquet").count() == curated_rows
     assert sorted(hadoop_fs.list(model_paths.published)) == ["1", "LATEST"]
@@ -124,7 +83,7 @@ def test_dag_end_to_end_on_file_root_is_idempotent_and_versioned(hadoop_fs, airf
     # model that takes the new shape, evaluated on the new tensors; the 28x28 champion is not
     # comparable, which the evaluation records instead of crashing
     reshaped = {"version": "it1", **FAST, "image_shape": "32x32x1", "seed": 7}
-    log = run_dag(airflow_home, root, None, reshaped, "2026-11-25")
+    log = run_dag(airflow_home, root, reshaped, "2026-11-25")
     assert re.search(r"published fashion_cnn as version 2: new run fashion_mnist-it1-\w+", log)
     manifest = hadoop_fs.read_json(f"{paths.curated}/manifest.json")
     assert manifest["image_shape"] == [32, 32, 1]
@@ -137,19 +96,8 @@ def test_dag_end_to_end_on_file_root_is_idempotent_and_versioned(hadoop_fs, airf
     assert metrics["image_shape"] == [32, 32, 1] and metrics["champion"] is None
     assert metrics["champion_skipped"]["version"] == 1 and "not comparable" in metrics["reason"]
     assert lineage["train_params"]["run_config"]["params"]["train"]["seed"] == 7
-    assert_published_model_predicts(hadoop_fs, root, 2, tmp_path, shape=(32, 32, 1))
+    assert_published_model_predicts(hadoop_fs, root, "it1", 2, tmp_path, shape=(32, 32, 1))
     assert len([run for run in hadoop_fs.list(model_paths.runs) if not run.startswith(".")]) == 2
-
-    # another version: its own partitions and, published with a reason, the next model version
-    lay_out(root, "fashion_mnist", "it2", limit=SLICE // 2)
-    log = run_dag(airflow_home, root, None, {"version": "it2", **FAST}, "2026-11-23")
-    other = DatasetPaths(root, "fashion_mnist", "it2")
-    assert spark.read.parquet(f"{other.curated}/images.parquet").count() == SLICE
-    assert spark.read.parquet(f"{paths.curated}/images.parquet").count() == curated_rows
-    assert re.search(r"published fashion_cnn as version 3: new run fashion_mnist-it2-\w+", log)
-    assert hadoop_fs.read_text(model_paths.latest_pointer).strip() == "3"
-    lineage = hadoop_fs.read_json(f"{model_paths.version(3)}/lineage.json")
-    assert lineage["dataset_version"] == "it2" and lineage["previous_latest"] == 2
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from sparkvision.platform.layout import ModelPaths
+from tests.helpers import assert_published_model_predicts
 
 pytestmark = pytest.mark.integration
 
@@ -145,6 +146,9 @@ def test_readme_cluster_instructions_publish_through_a_datanode_and_an_executor_
     model = ModelPaths(f"{hdfs3.uri}/{root}", "fashion_cnn")
     assert hadoop_fs.read_text(model.latest_pointer).strip() == "1"
     assert set(hadoop_fs.list(model.version(1))) == PUBLISHED
+    # the model really lives on HDFS (WebHDFS, the sensors' view, sees it) and serves predictions
+    assert hdfs3.webhdfs_status(f"/{root}/models/fashion_cnn/1/saved_model.pb")["type"] == "FILE"
+    assert_published_model_predicts(hadoop_fs, f"{hdfs3.uri}/{root}", "readme", 1, tmp_path)
     run_id = hadoop_fs.read_json(f"{model.version(1)}/lineage.json")["run_id"]
     summary = hadoop_fs.read_json(f"{model.run(run_id)}/history.json")
     assert summary["workers"] == 2 and summary["epochs"] == EPOCHS

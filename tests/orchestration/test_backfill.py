@@ -18,8 +18,7 @@ import pytest
 
 from devtools.rawdrop import lay_out
 from sparkvision.platform.layout import SUCCESS, DatasetPaths, uri_path
-from tests.conftest import DATASET
-from tests.orchestration.conftest import DROP_TIMEOUT, FAST, SLICE, dump, wait_for_run
+from tests.orchestration.helpers import DATASET, DROP_TIMEOUT, FAST, SLICE, dump, wait_for_run
 
 pytestmark = pytest.mark.integration
 

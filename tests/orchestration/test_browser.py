@@ -19,8 +19,15 @@ import pytest
 from devtools.rawdrop import lay_out
 from sparkvision.config.params import PARAMETERS
 from sparkvision.orchestration.reprocess import ApiError
-from tests.conftest import DATASET
-from tests.orchestration.conftest import DROP_TIMEOUT, FAST, SLICE, runs_by_conf_version, task_states, wait_for_run
+from tests.orchestration.helpers import (
+    DATASET,
+    DROP_TIMEOUT,
+    FAST,
+    SLICE,
+    runs_by_conf_version,
+    task_states,
+    wait_for_run,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 
 from devtools.airflow_stack import COMPONENTS
 from devtools.procs import alive, session_members
-from tests.orchestration.conftest import wait_for_run
+from tests.orchestration.helpers import wait_for_run
 
 pytestmark = pytest.mark.integration
 
