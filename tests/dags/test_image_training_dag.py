@@ -113,7 +113,7 @@ def test_hostile_or_unknown_parameters_are_refused_before_any_path_is_built(airf
     root = (tmp_path / "root").as_uri()
     result = subprocess.run(
         [sys.executable, "-m", "airflow", "dags", "test", "image_training", "2026-11-24", "-c", json.dumps(conf)],
-        env=airflow_env(airflow_home, root, None),
+        env=airflow_env(airflow_home, root),
         capture_output=True,
         text=True,
         timeout=300,
