@@ -33,15 +33,13 @@ detail), `manifest.json` (counts, per-label predictions, confidence histogram, i
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, task
 
 from sparkvision.config.params import SCORING_PARAMETERS
 from sparkvision.orchestration.assets import published_models
 from sparkvision.orchestration.form import dag_params
-from sparkvision.orchestration.tasks import artifact_sensor, dag_macros, spark_job
+from sparkvision.orchestration.tasks import DEFAULT_ARGS, artifact_sensor, dag_macros, spark_job
 from sparkvision.platform import settings
 
 ROOT = settings.storage_root()
@@ -55,14 +53,7 @@ with DAG(
     ),
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
-    # As image_training: a run waiting for its batch holds no slot (deferred sensor) and Spark work
-    # is serialised by the pool of spark_job, so a missing batch never holds back another run.
-    default_args={
-        "owner": "sparkvision",
-        "retries": 1,
-        "retry_delay": timedelta(seconds=30),
-        "weight_rule": "upstream",
-    },
+    default_args=DEFAULT_ARGS,  # no max_active_runs=1: see DEFAULT_ARGS
     tags=["sparkvision", "inference"],
     params=dag_params(SCORING_PARAMETERS),
     user_defined_macros=dag_macros(),

@@ -37,14 +37,12 @@ laptop and a cluster.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import DAG, task
 
 from sparkvision.orchestration.assets import published_models
 from sparkvision.orchestration.form import dag_params
-from sparkvision.orchestration.tasks import artifact_sensor, dag_macros, spark_job
+from sparkvision.orchestration.tasks import DEFAULT_ARGS, artifact_sensor, dag_macros, spark_job
 from sparkvision.platform import settings
 
 ROOT = settings.storage_root()
@@ -57,15 +55,7 @@ with DAG(
     schedule="@daily",
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
-    # No max_active_runs=1: a run waiting for its drop holds no slot (deferred sensor), and Spark
-    # work is serialised by the pool of spark_job; "upstream" weights let the run that is furthest
-    # along (then the earliest logical date) take the pool first, so backfills finish in date order.
-    default_args={
-        "owner": "sparkvision",
-        "retries": 1,
-        "retry_delay": timedelta(seconds=30),
-        "weight_rule": "upstream",
-    },
+    default_args=DEFAULT_ARGS,  # no max_active_runs=1: see DEFAULT_ARGS
     tags=["sparkvision", "training"],
     params=dag_params(),
     user_defined_macros=dag_macros(),

@@ -16,6 +16,16 @@ from sparkvision.platform.storage import CLOSE_RETRY_DELAY_KEY
 #: The run config's URI (what the ``resolve`` task returned) as a Jinja expression, and as a template.
 RUN_CONFIG_EXPR = "ti.xcom_pull(task_ids='resolve')"
 RUN_CONFIG = f"{{{{ {RUN_CONFIG_EXPR} }}}}"
+#: default_args of both DAGs. No max_active_runs=1: a run waiting for its input holds no slot
+#: (deferred sensor) and Spark work is serialised by the pool of ``spark_job``; "upstream" weights
+#: let the run that is furthest along (then the earliest logical date) take the pool first, so
+#: backfills finish in date order.
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "sparkvision",
+    "retries": 1,
+    "retry_delay": timedelta(seconds=30),
+    "weight_rule": "upstream",
+}
 
 
 def dag_macros() -> dict[str, Any]:
