@@ -67,7 +67,7 @@ def _conv_pool_bn_relu(x, filters: int):
     Pooling first is the same block as conv-BN-ReLU-pool wherever BN's scale is positive (max
     commutes with a rising per-channel function), but normalisation and activation run on a
     quarter of the values: on CPU those element-wise passes, not the convolutions, were most of
-    a step at 28x28 (measured: 1.45x the images/s of the other order, the same parameters).
+    a step at 28x28 (measured: 1.4x the images/s of the other order, the same parameters).
     """
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
     x = layers.MaxPooling2D()(x)
