@@ -227,7 +227,7 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("architecture", "train", "stronger", str,
               "The CNN: 'stronger' (VGG-style with batch norm, the default) or 'reference' (2 conv + 2 dense)",
               choices=ARCHITECTURES, section=_FORM_TRAIN),
-    Parameter("epochs", "train", 18, int, "Epochs to train at most (early stopping and the time budget may end sooner)",
+    Parameter("epochs", "train", 24, int, "Epochs to train at most (early stopping and the time budget may end sooner)",
               minimum=1, maximum=1000, section=_FORM_TRAIN),
     Parameter("batch_size", "train", 128, int, "Images per training step, over all workers together",
               minimum=1, maximum=65536, section=_FORM_TRAIN),
