@@ -87,8 +87,8 @@ def build_stronger_cnn(
 
     One conv per resolution (32 filters at 28x28, 64 at 14x14, 128 at 7x7), each block pooled
     before it is normalised (``_conv_pool_bn_relu``): a second conv at full resolution doubles
-    the CPU cost for little gain. Sized so that about 20 epochs of 54,000 images fit in 10
-    minutes on 2 cores at ~1,900 images/s.
+    the CPU cost for little gain. Sized so that the default 24 epochs of 54,000 images fit in 10
+    minutes on 2 cores (~2,700 images/s measured, 21 s an epoch with validation).
     """
     inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
     x = preprocessing(inputs, input_shape[-1], mean, std, augment, seed)
