@@ -33,7 +33,7 @@ def textbook_stronger(params, mean: list[float], std: list[float]):
     import keras
     from keras import layers
 
-    from sparkvision.training.model import preprocessing
+    from sparkvision.training.model import classifier_head, preprocessing
 
     inputs = keras.Input(shape=SHAPE, dtype="uint8", name="image")
     x = preprocessing(inputs, SHAPE[-1], mean, std, params.augment, params.seed)
@@ -43,12 +43,7 @@ def textbook_stronger(params, mean: list[float], std: list[float]):
         x = layers.Activation("relu")(x)
         x = layers.MaxPooling2D()(x)
         x = layers.Dropout(0.2)(x)
-    x = layers.Flatten()(x)
-    x = layers.Dense(256, use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
-    x = layers.Activation("relu")(x)
-    x = layers.Dropout(0.4)(x)
-    return keras.Model(inputs, layers.Dense(10, activation="softmax")(x), name="stronger_textbook_order")
+    return keras.Model(inputs, classifier_head(x, 10), name="stronger_textbook_order")
 
 
 def step_function(model):

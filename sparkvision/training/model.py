@@ -95,13 +95,17 @@ def build_stronger_cnn(
     for filters in (32, 64, 128):
         x = _conv_pool_bn_relu(x, filters)
         x = layers.Dropout(0.2)(x)
+    return keras.Model(inputs, classifier_head(x, num_classes), name="stronger_cnn")
+
+
+def classifier_head(x, num_classes: int):
+    """``stronger``'s head on its last feature map: dense256-BN-ReLU-dropout 0.4, then softmax."""
     x = layers.Flatten()(x)
     x = layers.Dense(256, use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     x = layers.Activation("relu")(x)
     x = layers.Dropout(0.4)(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="stronger_cnn")
+    return layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
 
 
 BUILDERS = {"reference": build_reference_cnn, "stronger": build_stronger_cnn}
