@@ -17,11 +17,13 @@ Measured side by side, on the Fashion-MNIST PNG files (70,000) on local disk:
 
 Then the same ingest on 700,000 files (ten hard links per file under other names) against (a)
 on the same files, 7,000,000 files (a hundred links, opt-in) for memory and images/s, and the
-70,000 files on a real HDFS (single DataNode, started here) with their content hash compared.
+70,000 files on a real HDFS (three DataNodes and two replicas, as ``make hdfs-start``; started here)
+with their content hash compared, with short-circuit local reads (the project's HDFS) and without.
 
 Sizes for a quick check (not the recorded figures): SPARKVISION_BENCH_INGEST_LIMIT=N (images per
 source split), SPARKVISION_BENCH_INGEST_COPIES=10, SPARKVISION_BENCH_INGEST_COPIES_LARGE=100;
-SPARKVISION_BENCH_INGEST_X10=0, _HDFS=0, _B=0 leave parts out.
+SPARKVISION_BENCH_INGEST_X10=0, _HDFS=0, _B=0 leave parts out; SPARKVISION_BENCH_INGEST_HDFS_DATANODES=1
+for a single DataNode.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ COPIES = _env_int("SPARKVISION_BENCH_INGEST_COPIES", 10)
 COPIES_LARGE = _env_int("SPARKVISION_BENCH_INGEST_COPIES_LARGE", 100)
 #: Images per source split on HDFS; unset: the same files as the base drop.
 HDFS_LIMIT = _env_int("SPARKVISION_BENCH_INGEST_HDFS_LIMIT", LIMIT)
+#: DataNodes of the benchmark's HDFS (the project's `make hdfs-start` starts 3, with 2 replicas).
+HDFS_DATANODES = _env_int("SPARKVISION_BENCH_INGEST_HDFS_DATANODES", 3)
 B_SUBSET = 70_000  # all of them: its per-row cost grows with the file (footer)
 #: The same driver heap at every size: neither the listing nor any pixel lives in the driver.
 DRIVER_MEMORY = os.environ.get("SPARKVISION_BENCH_DRIVER_MEMORY", "512m")
@@ -250,8 +254,11 @@ def _spark_env() -> dict:
     return env
 
 
-def _ingest(root: str, version: str, files: int | None = None) -> dict:
-    """The whole spark-submit of one ingest (previous output removed first), with its manifest."""
+def _ingest(
+    root: str, version: str, files: int | None = None, conf: tuple[str, ...] = (), env: dict | None = None
+) -> dict:
+    """The whole spark-submit of one ingest (previous output removed first on file://), with its
+    manifest; ``conf``: more spark-submit options, ``env``: more environment."""
     from sparkvision.platform.layout import DatasetPaths
 
     curated = DatasetPaths(root, DATASET, version).curated
@@ -261,10 +268,16 @@ def _ingest(root: str, version: str, files: int | None = None) -> dict:
     events.mkdir(parents=True, exist_ok=True)
     before = set(os.listdir(events))
     log_conf = [f"spark.eventLog.dir={events.as_uri()}", "spark.eventLog.enabled=true", "spark.eventLog.compress=false"]
-    command = ["spark-submit", *SPARK_CONF, *[x for c in log_conf for x in ("--conf", c)], "spark_jobs/ingest.py"]
+    command = [
+        "spark-submit",
+        *SPARK_CONF,
+        *conf,
+        *[x for c in log_conf for x in ("--conf", c)],
+        "spark_jobs/ingest.py",
+    ]
     command += ["--root", root, f"dataset={DATASET}"]
     started = time.time()
-    result = _timed([*command, f"version={version}"], _spark_env())
+    result = _timed([*command, f"version={version}"], {**_spark_env(), **(env or {})})
     logs = sorted(set(os.listdir(events)) - before)
     if logs:
         result["timeline_s"] = _timeline(events / logs[-1], started, started + result["wall_s"])
@@ -408,7 +421,9 @@ def _free_gb(path: Path) -> float:
 
 
 def _hdfs_ingest(limit: int | None, local_hash: str | None) -> dict:
-    """The ingest with its root on a fresh single-node HDFS; ``limit`` images per source split."""
+    """The ingest with its root on a fresh HDFS of the project's kind (``HDFS_DATANODES`` local
+    DataNodes, short-circuit reads on), ``limit`` images per source split; then the same ingest
+    with short-circuit reads off (``details["without_short_circuit"]``)."""
     from pyspark.sql import SparkSession
 
     from devtools.hdfs_cluster import with_free_ports
@@ -418,28 +433,38 @@ def _hdfs_ingest(limit: int | None, local_hash: str | None) -> dict:
 
     base = Path("/tmp/sparkvision-bench-hdfs")
     shutil.rmtree(base, ignore_errors=True)
-    cluster = with_free_ports(str(base))
+    replication = min(2, HDFS_DATANODES)
+    cluster = with_free_ports(str(base), datanodes=HDFS_DATANODES, replication=replication)
     cluster.start()
-    # One replica (one DataNode) and a short completeFile retry (with more retries than the
+    # The cluster's replication and a short completeFile retry (with more retries than the
     # default 5: under load a DataNode's block report can take longer than 5 + 10 + ... + 80 ms).
     spark = (
         SparkSession.builder.master("local[1]")
         .config("spark.ui.enabled", "false")
-        .config("spark.hadoop.dfs.replication", "1")
+        .config("spark.hadoop.dfs.replication", str(replication))
         .config("spark.hadoop.dfs.client.block.write.locateFollowingBlock.initial.delay.ms", "5")
         .config("spark.hadoop.dfs.client.block.write.locateFollowingBlock.retries", "12")
         .getOrCreate()
     )
     try:
+        fs = HadoopFS(spark)
         root = f"{cluster.uri}/bench"
+        curated = DatasetPaths(root, DATASET, "v1").curated
         started = time.perf_counter()
         lay_out(root, DATASET, "v1", limit=limit)
         copy_s = time.perf_counter() - started
         files = 70_000 if limit is None else 2 * limit
-        result = _ingest(root, "v1", files)
-        result["copy_to_hdfs_s"] = round(copy_s, 1)
-        manifest = HadoopFS(spark).read_json(f"{DatasetPaths(root, DATASET, 'v1').curated}/manifest.json")
+        # The jobs' Hadoop client reads the cluster's client configuration, as `make hdfs-start` says.
+        env = {"HADOOP_CONF_DIR": str(cluster.client_conf_dir.resolve())}
+        result = _ingest(root, "v1", files, env=env)
+        manifest = fs.read_json(f"{curated}/manifest.json")
         result.update(_from_manifest(manifest))
+        fs.delete(curated)
+        off = ("--conf", "spark.hadoop.dfs.client.read.shortcircuit=false")
+        without = _ingest(root, "v1", files, conf=off, env=env)
+        without.update(_from_manifest(fs.read_json(f"{curated}/manifest.json")))
+        result["without_short_circuit"] = without
+        result.update(copy_to_hdfs_s=round(copy_s, 1), datanodes=HDFS_DATANODES, replication=replication)
         result["same_content_hash"] = local_hash is not None and manifest["content_hash"] == local_hash
         return result
     finally:
@@ -602,15 +627,22 @@ def run(argv: list[str]) -> dict:
         hdfs = _hdfs_ingest(HDFS_LIMIT, ingest.get("manifest_content_hash") if same_files else None)
         details["ingest_hdfs"] = hdfs
         vs_local = hdfs["images_per_s"] / ingest["images_per_s"]
-        rows.append(
+        without = hdfs["without_short_circuit"]
+        where = f"{hdfs['datanodes']} local DataNodes, {hdfs['replication']} replicas"
+        rows += [
             {
-                "figure": f"ingest, {hdfs['files']:,} PNG on HDFS (single local DataNode), against file://",
+                "figure": f"ingest, {hdfs['files']:,} PNG on HDFS ({where}, short-circuit reads), against file://",
                 "value": f"{hdfs['images_per_s']:,.0f} images/s ({hdfs['wall_s']} s; CPU {hdfs['cpu_s']} s, "
-                f"without the NameNode's and DataNode's; {_mem(hdfs)}; copy in: {hdfs['copy_to_hdfs_s']} s)",
+                f"without the NameNode's and DataNodes'; {_mem(hdfs)}; copy in: {hdfs['copy_to_hdfs_s']} s)",
                 "ratio": f"{vs_local:.2f}x file://, target >= 0.5x",
                 "target_met": vs_local >= 0.5 if same_files else None,
-            }
-        )
+            },
+            {
+                "figure": "the same HDFS ingest with short-circuit reads off (every block through a DataNode)",
+                "value": f"{without['images_per_s']:,.0f} images/s ({without['wall_s']} s; CPU {without['cpu_s']} s)",
+                "ratio": f"{without['images_per_s'] / ingest['images_per_s']:.2f}x file://",
+            },
+        ]
         rows.append({"figure": f"where the HDFS ingest's time went, {hdfs['files']:,} files", "value": _profile(hdfs)})
         if same_files:
             rows.append(
