@@ -6,7 +6,8 @@
 
 It lays out the raw drop (skipped when complete), runs ``airflow dags test image_training``
 for that version, keeps the full log under ``data/logs/``, echoes the progress lines, and ends
-with the stage timings, the published model's path and its test accuracy.
+with the stage timings, this run's evaluation (blessed or not, and why), and the published model
+(``LATEST``: this run's, or an earlier run's when this one was not published) with its accuracy.
 """
 
 from __future__ import annotations
@@ -92,6 +93,32 @@ def published_summary(root: str, model: str) -> dict:
     }
 
 
+def run_verdict(root: str, values: dict) -> dict:
+    """This run's id and its evaluation's verdict (accuracy, blessed, reason), when it got that far."""
+    from sparkvision.config.runconfig import RunConfig
+    from sparkvision.orchestration.io import exists, read_json
+
+    config = RunConfig.build(root, values)
+    evaluation = f"{config.model_paths.evaluation(config.run_id)}/metrics.json"
+    if not exists(evaluation):
+        return {"run_id": config.run_id}
+    metrics = read_json(evaluation)
+    return {"run_id": config.run_id, **{key: metrics.get(key) for key in ("accuracy", "blessed", "reason")}}
+
+
+def verdict_lines(run: dict, published: dict) -> list[str]:
+    """The demo's last lines: this run's evaluation, then what LATEST is (this run or an earlier one)."""
+    if run.get("accuracy") is None:
+        lines = [f"this run:        {run['run_id']} (no evaluation: see the log)"]
+    else:
+        verdict = "blessed" if run["blessed"] else "NOT blessed"
+        lines = [f"this run:        {run['run_id']}, test accuracy {run['accuracy']:.4f}, {verdict}: {run['reason']}"]
+    whose = "this run" if published["run_id"] == run["run_id"] else "an earlier run; this run was not published"
+    lines.append(f"published model: {published['uri']}  (version {published['version']}, {whose})")
+    lines.append(f"test accuracy:   {published['accuracy']:.4f}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", default="v1")
@@ -122,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if publish_lines:
         print("\npublish: " + publish_lines[-1].split(": ", 1)[-1])
-    print(f"\npublished model: {summary['uri']}  (version {summary['version']}, run {summary['run_id']})")
-    print(f"test accuracy:   {summary['accuracy']:.4f}")
+    print()
+    for line in verdict_lines(run_verdict(root, {"dataset": dataset, "version": args.version, **conf}), summary):
+        print(line)
     print(f"full log:        {log_path}")
     if args.timings_out:
         args.timings_out.write_text(
