@@ -54,27 +54,36 @@ FLOOR_RUNS = 3
 # -- the plain script and the model, run as child processes: python -m bench.batch_inference ... --
 
 
+def _decode_batch(names: list[str], shape: tuple[int, int, int]):
+    """The plain script's decode of one batch: read, cv2.imdecode, resize to ``shape`` where needed."""
+    import cv2
+    import numpy as np
+
+    height, width, channels = shape
+    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+    images = np.empty((len(names), height, width, channels), dtype=np.uint8)
+    for i, name in enumerate(names):
+        with open(name, "rb") as handle:
+            image = cv2.imdecode(np.frombuffer(handle.read(), np.uint8), flag)
+        if image.shape[:2] != (height, width):
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        images[i] = image.reshape(height, width, channels)
+    return images
+
+
 def plain(folder: str, model_dir: str, out_path: str) -> int:
     """One process: read + cv2.imdecode + resize + the SavedModel in batches of 1,024 + one Parquet write."""
-    import cv2
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
     import tensorflow as tf
 
     model = tf.saved_model.load(model_dir)
-    height, width, channels = json.loads(Path(model_dir, "metrics.json").read_text())["image_shape"]
-    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+    shape = tuple(json.loads(Path(model_dir, "metrics.json").read_text())["image_shape"])
     files = _list_files(folder)
     predicted, confidence = [], []
     for start in range(0, len(files), PREDICT_BATCH):
-        images = np.empty((min(PREDICT_BATCH, len(files) - start), height, width, channels), dtype=np.uint8)
-        for i, name in enumerate(files[start : start + PREDICT_BATCH]):
-            with open(name, "rb") as handle:
-                image = cv2.imdecode(np.frombuffer(handle.read(), np.uint8), flag)
-            if image.shape[:2] != (height, width):
-                image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-            images[i] = image.reshape(height, width, channels)
+        images = _decode_batch(files[start : start + PREDICT_BATCH], shape)
         probabilities = model.serve(images).numpy()
         predicted.append(probabilities.argmax(axis=1).astype(np.int32))
         confidence.append(probabilities.max(axis=1))
@@ -97,8 +106,8 @@ def plain_split(folder: str, model_dir: str, threads: int) -> dict:
     ``threads``: TensorFlow intra-op threads (0: its default, every core). No Parquet write.
     """
     started = time.perf_counter()
-    import cv2
-    import numpy as np
+    import cv2  # noqa: F401  (imported here to be timed with the rest)
+    import numpy as np  # noqa: F401
     import tensorflow as tf
 
     split = {"import_s": time.perf_counter() - started}
@@ -107,8 +116,7 @@ def plain_split(folder: str, model_dir: str, threads: int) -> dict:
         tf.config.threading.set_inter_op_parallelism_threads(1)
     mark = time.perf_counter()
     model = tf.saved_model.load(model_dir)
-    height, width, channels = json.loads(Path(model_dir, "metrics.json").read_text())["image_shape"]
-    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+    shape = tuple(json.loads(Path(model_dir, "metrics.json").read_text())["image_shape"])
     split["load_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
     files = _list_files(folder)
@@ -116,13 +124,7 @@ def plain_split(folder: str, model_dir: str, threads: int) -> dict:
     decode = predict = 0.0
     for start in range(0, len(files), PREDICT_BATCH):
         mark = time.perf_counter()
-        images = np.empty((min(PREDICT_BATCH, len(files) - start), height, width, channels), dtype=np.uint8)
-        for i, name in enumerate(files[start : start + PREDICT_BATCH]):
-            with open(name, "rb") as handle:
-                image = cv2.imdecode(np.frombuffer(handle.read(), np.uint8), flag)
-            if image.shape[:2] != (height, width):
-                image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-            images[i] = image.reshape(height, width, channels)
+        images = _decode_batch(files[start : start + PREDICT_BATCH], shape)
         decode += time.perf_counter() - mark
         mark = time.perf_counter()
         model.serve(images).numpy()
