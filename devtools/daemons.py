@@ -70,7 +70,8 @@ class LocalDaemons:
     def _pid_file(self, daemon: str) -> Path:
         return self._base / f"{daemon}.pid"
 
-    def _log_file(self, daemon: str) -> Path:
+    def log_file(self, daemon: str) -> Path:
+        """Where a daemon's output goes (``logs/<daemon>.log``)."""
         return self._base / "logs" / f"{daemon}.log"
 
     def save(self) -> None:
@@ -86,7 +87,7 @@ class LocalDaemons:
 
     def start_daemon(self, daemon: str) -> int:
         """Start one daemon in a process group of its own (again, after ``kill``); return its PID."""
-        with open(self._log_file(daemon), "ab") as out:
+        with open(self.log_file(daemon), "ab") as out:
             proc = subprocess.Popen(
                 self.command(daemon),
                 env=self.environment(daemon),
@@ -124,7 +125,7 @@ class LocalDaemons:
         for daemon in self.daemons:
             pid_file = self._pid_file(daemon)
             if pid_file.exists() and not alive(int(pid_file.read_text())):
-                raise RuntimeError(f"{self.what} {daemon} exited; see {self._log_file(daemon)}")
+                raise RuntimeError(f"{self.what} {daemon} exited; see {self.log_file(daemon)}")
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the daemons, last started first: SIGTERM to each process group, SIGKILL after ``timeout``."""

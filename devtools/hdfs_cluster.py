@@ -198,7 +198,7 @@ class HdfsCluster(LocalDaemons):
         self.save()
         if not (self._base / "name" / "current" / "VERSION").exists():
             log.info("formatting the NameNode in %s", self._base / "name")
-            with open(self._log_file("format"), "w") as out:
+            with open(self.log_file("format"), "w") as out:
                 subprocess.run(
                     self.command("namenode", "-format", "-nonInteractive", "-force"),
                     stdout=out,

@@ -5,7 +5,9 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.security.PrivilegedExceptionAction;
 import java.util.ArrayDeque;
+import java.util.ArrayList;
 import java.util.Deque;
+import java.util.List;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Future;
@@ -49,6 +51,8 @@ public class ReadFiles implements UDF2<String, scala.collection.Seq<String>, Row
   private final long maxBytes;
   private final int concurrency;
   private transient FileSystem fs;
+  private transient ListedBlocks listed;
+  private transient int bufferSize;
 
   public ReadFiles(Configuration conf, long maxBytes, int concurrency) {
     this.conf = new SerializableConfiguration(conf);
@@ -79,9 +83,56 @@ public class ReadFiles implements UDF2<String, scala.collection.Seq<String>, Row
     String[] errors = new String[n];
     if (fs == null) {
       fs = new Path(root).getFileSystem(conf.value());
+      listed = ListedBlocks.of(fs, conf.value());
+      bufferSize = conf.value().getInt("io.file.buffer.size", 4096);
     }
     UserGroupInformation user = UserGroupInformation.getCurrentUser();
     Path base = new Path(root);
+    List<String> remembered = listed == null ? List.of() : remember(base, paths);
+    try {
+      read(base, paths, user, contents, sizes, errors);
+    } finally {
+      if (listed != null) {
+        listed.forget(remembered);
+      }
+    }
+    return RowFactory.create(contents, sizes, errors);
+  }
+
+  /**
+   * The block locations of the batch's files, one folder listing per run of paths in the same folder (a folder
+   * that cannot be listed is skipped: its files are opened one by one, and say what is wrong).
+   */
+  private List<String> remember(Path base, scala.collection.Seq<String> paths) {
+    List<String> remembered = new ArrayList<>();
+    String folder = null;
+    List<String> names = new ArrayList<>();
+    for (int i = 0; i <= paths.length(); i++) {
+      String parent = null;
+      String name = null;
+      if (i < paths.length()) {
+        Path file = new Path(base, paths.apply(i));
+        parent = file.getParent().toUri().getPath();
+        name = file.getName();
+      }
+      if (folder != null && !folder.equals(parent)) {
+        try {
+          listed.remember(folder, names, remembered);
+        } catch (IOException | RuntimeException e) {
+          // opened one by one
+        }
+        names = new ArrayList<>();
+      }
+      folder = parent;
+      names.add(name);
+    }
+    return remembered;
+  }
+
+  private void read(
+      Path base, scala.collection.Seq<String> paths, UserGroupInformation user, byte[][] contents, Long[] sizes,
+      String[] errors) throws InterruptedException {
+    int n = paths.length();
     ExecutorService executor = pool();
     Deque<Future<Object[]>> inFlight = new ArrayDeque<>();
     int submitted = 0;
@@ -102,12 +153,11 @@ public class ReadFiles implements UDF2<String, scala.collection.Seq<String>, Row
       sizes[i] = (Long) result[1];
       errors[i] = (String) result[2];
     }
-    return RowFactory.create(contents, sizes, errors);
   }
 
   /** {content, size, error} of one file: its bytes, or null and why (too large: null with its size). */
   private Object[] read(Path file) {
-    try (InputStream in = fs.open(file)) {
+    try (InputStream in = listed == null ? fs.open(file) : listed.open(file.toUri().getPath(), bufferSize)) {
       int cap = (int) Math.min(maxBytes + 1, Integer.MAX_VALUE - 16);
       byte[] data = in.readNBytes(cap);
       if (data.length > maxBytes) {

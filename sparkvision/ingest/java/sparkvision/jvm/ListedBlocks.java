@@ -1,0 +1,127 @@
+package sparkvision.jvm;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.hdfs.DFSClient;
+import org.apache.hadoop.hdfs.DistributedFileSystem;
+import org.apache.hadoop.hdfs.protocol.DirectoryListing;
+import org.apache.hadoop.hdfs.protocol.HdfsFileStatus;
+import org.apache.hadoop.hdfs.protocol.HdfsLocatedFileStatus;
+import org.apache.hadoop.hdfs.protocol.LocatedBlocks;
+import org.apache.hadoop.security.UserGroupInformation;
+
+/**
+ * Opens many small HDFS files of one folder with one NameNode call per 1,000 files instead of one per file.
+ *
+ * <p>Opening an HDFS file asks the NameNode where its blocks are ({@code getBlockLocations}); for a file of a
+ * few hundred bytes that call costs more client and NameNode CPU than the read. A directory listing with
+ * locations returns the same answer for up to {@code dfs.ls.limit} (1,000) files at once. {@link #remember} lists
+ * the window of a folder that holds a batch's names and keeps their block locations; {@link #open} opens a
+ * remembered file with them (the NameNode is asked only for a file the window did not hold: one removed since
+ * the drop's listing gets its {@code FileNotFoundException} as before, and so does a name the listing sorts
+ * elsewhere). A block that cannot be read with the remembered locations is looked up again by the client, as
+ * for any open file. {@link #forget} drops what a batch did not open.
+ *
+ * <p>Used on HDFS without Kerberos only: a listing carries no block access tokens, which a secure cluster asks
+ * for on every read.
+ */
+final class ListedBlocks {
+  private static final ConcurrentHashMap<String, ListedBlocks> CLIENTS = new ConcurrentHashMap<>();
+
+  private final Client client;
+
+  private ListedBlocks(Client client) {
+    this.client = client;
+  }
+
+  /** The JVM's opener for {@code fs} and the current user, or null where it does not apply. */
+  static ListedBlocks of(FileSystem fs, Configuration conf) throws IOException {
+    if (!(fs instanceof DistributedFileSystem) || UserGroupInformation.isSecurityEnabled()) {
+      return null;
+    }
+    URI uri = fs.getUri();
+    String key = uri + " " + UserGroupInformation.getCurrentUser().getShortUserName();
+    ListedBlocks found = CLIENTS.get(key);
+    if (found == null) {
+      synchronized (CLIENTS) {
+        found = CLIENTS.computeIfAbsent(key, k -> {
+          try {
+            return new ListedBlocks(new Client(uri, conf));
+          } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
+          }
+        });
+      }
+    }
+    return found;
+  }
+
+  /**
+   * List the window of {@code folder} (a path without scheme) from {@code names.get(0)} on, with block
+   * locations, until every one of {@code names} (sorted) was seen, the folder ends, or twice as many entries as
+   * names plus one page went by; remember the names found, adding their paths to {@code remembered} (for
+   * {@link #forget}).
+   */
+  void remember(String folder, List<String> names, List<String> remembered) throws IOException {
+    Set<String> wanted = new HashSet<>(names);
+    String first = names.get(0);
+    // the first name without its last character sorts just before it: the listing starts at the first name
+    byte[] after =
+        first.length() > 1
+            ? first.substring(0, first.length() - 1).getBytes(StandardCharsets.UTF_8)
+            : HdfsFileStatus.EMPTY_NAME;
+    long seen = 0;
+    DirectoryListing page = client.listPaths(folder, after, true);
+    while (page != null) {
+      for (HdfsFileStatus status : page.getPartialListing()) {
+        seen++;
+        String name = status.getLocalName();
+        if (status instanceof HdfsLocatedFileStatus located && !status.isDirectory() && wanted.remove(name)) {
+          String src = folder + "/" + name;
+          client.listed.put(src, located.getLocatedBlocks());
+          remembered.add(src);
+        }
+      }
+      if (wanted.isEmpty() || !page.hasMore() || seen > 2L * names.size() + page.getPartialListing().length) {
+        break;
+      }
+      page = client.listPaths(folder, page.getLastName(), true);
+    }
+  }
+
+  /** Open {@code src} (a path without scheme), with its remembered locations if it has them. */
+  InputStream open(String src, int bufferSize) throws IOException {
+    return client.createWrappedInputStream(client.open(src, bufferSize, true));
+  }
+
+  /** Drop the remembered locations of {@code srcs} that were not opened. */
+  void forget(List<String> srcs) {
+    for (String src : srcs) {
+      client.listed.remove(src);
+    }
+  }
+
+  /** A DFSClient whose first lookup of a remembered file's blocks is answered from the listing. */
+  private static final class Client extends DFSClient {
+    final ConcurrentHashMap<String, LocatedBlocks> listed = new ConcurrentHashMap<>();
+
+    Client(URI uri, Configuration conf) throws IOException {
+      super(uri, conf);
+    }
+
+    @Override
+    public LocatedBlocks getLocatedBlocks(String src, long start) throws IOException {
+      LocatedBlocks blocks = start == 0 ? listed.remove(src) : null;
+      return blocks != null ? blocks : super.getLocatedBlocks(src, start);
+    }
+  }
+}
