@@ -19,6 +19,9 @@ Then the same ingest on 700,000 files (ten hard links per file under other names
 on the same files, 7,000,000 files (a hundred links, opt-in) for memory and images/s, and the
 70,000 files on a real HDFS (three DataNodes and two replicas, as ``make hdfs-start``; started here)
 with their content hash compared, with short-circuit local reads (the project's HDFS) and without.
+The HDFS is started for the benchmark, so one ingest runs first, untimed for the ratio (it is
+recorded): a NameNode and DataNodes compile their read paths during it, which long-running ones did
+long ago.
 
 Sizes for a quick check (not the recorded figures): SPARKVISION_BENCH_INGEST_LIMIT=N (images per
 source split), SPARKVISION_BENCH_INGEST_COPIES=10, SPARKVISION_BENCH_INGEST_COPIES_LARGE=100;
@@ -420,10 +423,17 @@ def _free_gb(path: Path) -> float:
     return shutil.disk_usage(path).free / 2**30
 
 
+def _daemons_cpu(cluster) -> float:
+    """CPU seconds the cluster's daemons (NameNode, DataNodes) have used so far."""
+    return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in cluster.pids().values())
+
+
 def _hdfs_ingest(limit: int | None, local_hash: str | None) -> dict:
     """The ingest with its root on a fresh HDFS of the project's kind (``HDFS_DATANODES`` local
-    DataNodes, short-circuit reads on), ``limit`` images per source split; then the same ingest
-    with short-circuit reads off (``details["without_short_circuit"]``)."""
+    DataNodes, short-circuit reads on), ``limit`` images per source split, after a first ingest of
+    the same files (``details["first_run"]``: the daemons' code compiles during it); then the same
+    ingest with short-circuit reads off (``details["without_short_circuit"]``). ``daemons_cpu_s``:
+    the NameNode's and DataNodes' CPU during each."""
     from pyspark.sql import SparkSession
 
     from devtools.hdfs_cluster import with_free_ports
@@ -456,16 +466,21 @@ def _hdfs_ingest(limit: int | None, local_hash: str | None) -> dict:
         files = 70_000 if limit is None else 2 * limit
         # The jobs' Hadoop client reads the cluster's client configuration, as `make hdfs-start` says.
         env = {"HADOOP_CONF_DIR": str(cluster.client_conf_dir.resolve())}
-        result = _ingest(root, "v1", files, env=env)
-        manifest = fs.read_json(f"{curated}/manifest.json")
-        result.update(_from_manifest(manifest))
-        fs.delete(curated)
-        off = ("--conf", "spark.hadoop.dfs.client.read.shortcircuit=false")
-        without = _ingest(root, "v1", files, conf=off, env=env)
-        without.update(_from_manifest(fs.read_json(f"{curated}/manifest.json")))
-        result["without_short_circuit"] = without
+
+        def timed(conf: tuple[str, ...] = ()) -> dict:
+            daemons = _daemons_cpu(cluster)
+            run = _ingest(root, "v1", files, conf=conf, env=env)
+            run["daemons_cpu_s"] = round(_daemons_cpu(cluster) - daemons, 1)
+            run.update(_from_manifest(fs.read_json(f"{curated}/manifest.json")))
+            fs.delete(curated)
+            return run
+
+        first = timed()
+        result = timed()
+        result["first_run"] = first
+        result["without_short_circuit"] = timed(("--conf", "spark.hadoop.dfs.client.read.shortcircuit=false"))
         result.update(copy_to_hdfs_s=round(copy_s, 1), datanodes=HDFS_DATANODES, replication=replication)
-        result["same_content_hash"] = local_hash is not None and manifest["content_hash"] == local_hash
+        result["same_content_hash"] = local_hash is not None and result["manifest_content_hash"] == local_hash
         return result
     finally:
         spark.stop()
@@ -627,19 +642,26 @@ def run(argv: list[str]) -> dict:
         hdfs = _hdfs_ingest(HDFS_LIMIT, ingest.get("manifest_content_hash") if same_files else None)
         details["ingest_hdfs"] = hdfs
         vs_local = hdfs["images_per_s"] / ingest["images_per_s"]
-        without = hdfs["without_short_circuit"]
+        without, first = hdfs["without_short_circuit"], hdfs["first_run"]
         where = f"{hdfs['datanodes']} local DataNodes, {hdfs['replication']} replicas"
         rows += [
             {
                 "figure": f"ingest, {hdfs['files']:,} PNG on HDFS ({where}, short-circuit reads), against file://",
                 "value": f"{hdfs['images_per_s']:,.0f} images/s ({hdfs['wall_s']} s; CPU {hdfs['cpu_s']} s, "
-                f"without the NameNode's and DataNodes'; {_mem(hdfs)}; copy in: {hdfs['copy_to_hdfs_s']} s)",
+                f"NameNode and DataNodes {hdfs['daemons_cpu_s']} s; {_mem(hdfs)}; copy in: {hdfs['copy_to_hdfs_s']} s)",
                 "ratio": f"{vs_local:.2f}x file://, target >= 0.5x",
                 "target_met": vs_local >= 0.5 if same_files else None,
             },
             {
+                "figure": "the first ingest on the just-started HDFS, before the one above (untimed for the target)",
+                "value": f"{first['images_per_s']:,.0f} images/s ({first['wall_s']} s; CPU {first['cpu_s']} s, "
+                f"NameNode and DataNodes {first['daemons_cpu_s']} s)",
+                "ratio": f"{first['images_per_s'] / ingest['images_per_s']:.2f}x file://",
+            },
+            {
                 "figure": "the same HDFS ingest with short-circuit reads off (every block through a DataNode)",
-                "value": f"{without['images_per_s']:,.0f} images/s ({without['wall_s']} s; CPU {without['cpu_s']} s)",
+                "value": f"{without['images_per_s']:,.0f} images/s ({without['wall_s']} s; CPU {without['cpu_s']} s, "
+                f"NameNode and DataNodes {without['daemons_cpu_s']} s)",
                 "ratio": f"{without['images_per_s'] / ingest['images_per_s']:.2f}x file://",
             },
         ]
