@@ -12,11 +12,14 @@ export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$SPARKVISION_HOME/.venv/bin/python}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$PYSPARK_PYTHON}"
 export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
 # spark-submit's driver JVM: classes mapped from the archive of scripts/spark_cds.sh and the quick
-# JIT tier only (short jobs on few cores: about 4 s less per spark-submit, docs/benchmarks.md).
-# Set SPARK_SUBMIT_OPTS (even empty) to choose other options.
+# JIT tier only (short jobs on few cores: about 4 s less per spark-submit, docs/benchmarks.md), and
+# the serial collector (for a driver heap of Spark's default 1 GB or less, G1's concurrent threads
+# and write barriers cost CPU that such a heap does not need: less CPU and memory per job,
+# docs/ingest.md "JVM start"). Set SPARK_SUBMIT_OPTS (even empty) to choose other options (with a
+# driver heap of several GB, leave out -XX:+UseSerialGC).
 SPARKVISION_SPARK_CDS="${SPARKVISION_SPARK_CDS:-$SPARKVISION_HOME/.venv/spark-cds.jsa}"
 if [ -z "${SPARK_SUBMIT_OPTS+set}" ] && [ -f "$SPARKVISION_SPARK_CDS" ]; then
-  export SPARK_SUBMIT_OPTS="-XX:SharedArchiveFile=$SPARKVISION_SPARK_CDS -Xlog:cds=off -Xlog:cds+dynamic=off -XX:TieredStopAtLevel=1"
+  export SPARK_SUBMIT_OPTS="-XX:SharedArchiveFile=$SPARKVISION_SPARK_CDS -Xlog:cds=off -Xlog:cds+dynamic=off -XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 fi
 export JAVA_HOME="${JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")}"
 

@@ -88,9 +88,12 @@ public class ReadFiles implements UDF2<String, scala.collection.Seq<String>, Row
     }
     UserGroupInformation user = UserGroupInformation.getCurrentUser();
     Path base = new Path(root);
-    List<String> remembered = listed == null ? List.of() : remember(base, paths);
+    // on HDFS, files are named by their path strings (no Path, no URI parsing per file)
+    String folder = base.toUri().getPath();
+    String prefix = folder.endsWith("/") ? folder : folder + "/";
+    List<String> remembered = listed == null ? List.of() : remember(prefix, paths);
     try {
-      read(base, paths, user, contents, sizes, errors);
+      read(base, prefix, paths, user, contents, sizes, errors);
     } finally {
       if (listed != null) {
         listed.forget(remembered);
@@ -103,7 +106,7 @@ public class ReadFiles implements UDF2<String, scala.collection.Seq<String>, Row
    * The block locations of the batch's files, one folder listing per run of paths in the same folder (a folder
    * that cannot be listed is skipped: its files are opened one by one, and say what is wrong).
    */
-  private List<String> remember(Path base, scala.collection.Seq<String> paths) {
+  private List<String> remember(String prefix, scala.collection.Seq<String> paths) {
     List<String> remembered = new ArrayList<>();
     String folder = null;
     List<String> names = new ArrayList<>();
@@ -111,9 +114,10 @@ public class ReadFiles implements UDF2<String, scala.collection.Seq<String>, Row
       String parent = null;
       String name = null;
       if (i < paths.length()) {
-        Path file = new Path(base, paths.apply(i));
-        parent = file.getParent().toUri().getPath();
-        name = file.getName();
+        String src = prefix + paths.apply(i);
+        int slash = src.lastIndexOf('/');
+        parent = src.substring(0, slash);
+        name = src.substring(slash + 1);
       }
       if (folder != null && !folder.equals(parent)) {
         try {
@@ -130,7 +134,8 @@ public class ReadFiles implements UDF2<String, scala.collection.Seq<String>, Row
   }
 
   private void read(
-      Path base, scala.collection.Seq<String> paths, UserGroupInformation user, byte[][] contents, Long[] sizes,
+      Path base, String prefix, scala.collection.Seq<String> paths, UserGroupInformation user, byte[][] contents,
+      Long[] sizes,
       String[] errors) throws InterruptedException {
     int n = paths.length();
     ExecutorService executor = pool();
@@ -138,8 +143,8 @@ public class ReadFiles implements UDF2<String, scala.collection.Seq<String>, Row
     int submitted = 0;
     for (int i = 0; i < n; i++) {
       while (submitted < n && submitted < i + concurrency) {
-        Path file = new Path(base, paths.apply(submitted));
-        inFlight.add(executor.submit(() -> user.doAs((PrivilegedExceptionAction<Object[]>) () -> read(file))));
+        String path = paths.apply(submitted);
+        inFlight.add(executor.submit(() -> user.doAs((PrivilegedExceptionAction<Object[]>) () -> read(base, prefix, path))));
         submitted++;
       }
       Object[] result;
@@ -156,12 +161,12 @@ public class ReadFiles implements UDF2<String, scala.collection.Seq<String>, Row
   }
 
   /** {content, size, error} of one file: its bytes, or null and why (too large: null with its size). */
-  private Object[] read(Path file) {
-    try (InputStream in = listed == null ? fs.open(file) : listed.open(file.toUri().getPath(), bufferSize)) {
+  private Object[] read(Path base, String prefix, String path) {
+    try (InputStream in = listed == null ? fs.open(new Path(base, path)) : listed.open(prefix + path, bufferSize)) {
       int cap = (int) Math.min(maxBytes + 1, Integer.MAX_VALUE - 16);
       byte[] data = in.readNBytes(cap);
       if (data.length > maxBytes) {
-        long size = fs.getFileStatus(file).getLen();
+        long size = fs.getFileStatus(new Path(base, path)).getLen();
         return new Object[] {null, size, "over max_file_bytes"};
       }
       return new Object[] {data, (long) data.length, null};
