@@ -85,7 +85,11 @@ final class ListedBlocks {
       for (HdfsFileStatus status : page.getPartialListing()) {
         seen++;
         String name = status.getLocalName();
-        if (status instanceof HdfsLocatedFileStatus located && !status.isDirectory() && wanted.remove(name)) {
+        if (status instanceof HdfsLocatedFileStatus located
+            && status.isFile()
+            && located.getLocatedBlocks() != null
+            && wanted.remove(name)) {
+          // a file only (a folder or link of the same name is opened by name, and says what it is)
           String src = folder + "/" + name;
           client.listed.put(src, located.getLocatedBlocks());
           remembered.add(src);
