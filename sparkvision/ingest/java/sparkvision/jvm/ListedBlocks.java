@@ -2,6 +2,7 @@ package sparkvision.jvm;
 
 import java.io.IOException;
 import java.io.InputStream;
+import java.io.UncheckedIOException;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.util.HashSet;
@@ -50,19 +51,17 @@ final class ListedBlocks {
     }
     URI uri = fs.getUri();
     String key = uri + " " + UserGroupInformation.getCurrentUser().getShortUserName();
-    ListedBlocks found = CLIENTS.get(key);
-    if (found == null) {
-      synchronized (CLIENTS) {
-        found = CLIENTS.computeIfAbsent(key, k -> {
-          try {
-            return new ListedBlocks(new Client(uri, conf));
-          } catch (IOException e) {
-            throw new java.io.UncheckedIOException(e);
-          }
-        });
-      }
+    try {
+      return CLIENTS.computeIfAbsent(key, k -> {
+        try {
+          return new ListedBlocks(new Client(uri, conf));
+        } catch (IOException e) {
+          throw new UncheckedIOException(e);
+        }
+      });
+    } catch (UncheckedIOException e) {
+      throw e.getCause();
     }
-    return found;
   }
 
   /**
