@@ -139,7 +139,7 @@ class HdfsCluster(LocalDaemons):
         for i in range(self.datanodes):
             data, http, ipc = self.datanode_ports[i]
             own = {
-                "dfs.datanode.data.dir": (base / f"data-{i}").as_uri(),
+                "dfs.datanode.data.dir": self.data_dir(i).resolve().as_uri(),
                 "dfs.datanode.address": f"{self.host}:{data}",
                 "dfs.datanode.http.address": f"{self.host}:{http}",
                 "dfs.datanode.ipc.address": f"{self.host}:{ipc}",
@@ -163,6 +163,9 @@ class HdfsCluster(LocalDaemons):
             "log4j.appender.console.layout=org.apache.log4j.PatternLayout\n"
             "log4j.appender.console.layout.ConversionPattern=%d{ISO8601} %p %c{2}: %m%n\n"
         )
+        # JMX answers from a cache refreshed every metrics period (10 s by default): 1 s, so that
+        # tests read counters soon after the work (datanode_activity)
+        (folder / "hadoop-metrics2.properties").write_text("*.period=1\n")
         # The Maven jars lack the web UI resources; the HTTP server (and WebHDFS) only needs
         # the webapps folders to exist on the classpath.
         for app in ("hdfs", "datanode", "static"):
@@ -221,6 +224,20 @@ class HdfsCluster(LocalDaemons):
         with urllib.request.urlopen(url, timeout=10) as response:
             beans = json.load(response)["beans"]
         return int(beans[0]["NumLiveDataNodes"]) if beans else 0
+
+    def datanode_activity(self, index: int = 0) -> dict[str, int]:
+        """Counters of DataNode ``index`` since it started (its JMX ``DataNodeActivity`` bean), such as
+        ``BlocksGetLocalPathInfo`` (short-circuit path lookups) and ``BlocksRead``; up to one metrics
+        period (1 s) old."""
+        http = self.datanode_ports[index][1]
+        url = f"http://{self.host}:{http}/jmx?qry=Hadoop:service=DataNode,name=DataNodeActivity-*"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            beans = json.load(response)["beans"]
+        return {key: value for key, value in beans[0].items() if isinstance(value, int)}
+
+    def data_dir(self, index: int = 0) -> Path:
+        """Where DataNode ``index`` keeps its block files."""
+        return self._base / f"data-{index}"
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Block until every DataNode registered and a probe file written through WebHDFS reads

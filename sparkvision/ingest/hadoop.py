@@ -10,7 +10,9 @@ Java classes (``java/sparkvision/jvm``), compiled once into a jar and added to t
   ``READ_CONCURRENCY`` reads in flight, so that the NameNode and DataNode round trips of small
   files overlap instead of adding up; each file's bytes, or null and the error. On HDFS
   (``ListedBlocks``) a batch's files are opened with the block locations of one folder listing
-  per 1,000 files instead of a NameNode call per file.
+  per 1,000 files instead of a NameNode call per file; where the client is configured for
+  short-circuit reads, a one-block file on a DataNode of this host is read from its disk with a
+  DataNode call per storage folder instead of one per file (``LocalReplicas``, checksums checked).
 
 Between the two, the paths are range-partitioned and sorted (as on ``file://``), cut into
 batches of at most ``READ_BATCH_FILES`` files and ``READ_BATCH_BYTES`` listed bytes by a Python

@@ -39,9 +39,11 @@ final class ListedBlocks {
   private static final ConcurrentHashMap<String, ListedBlocks> CLIENTS = new ConcurrentHashMap<>();
 
   private final Client client;
+  private final LocalReplicas replicas;
 
-  private ListedBlocks(Client client) {
+  private ListedBlocks(Client client, Configuration conf) {
     this.client = client;
+    this.replicas = new LocalReplicas(conf);
   }
 
   /** The JVM's opener for {@code fs} and the current user, or null where it does not apply. */
@@ -54,7 +56,7 @@ final class ListedBlocks {
     try {
       return CLIENTS.computeIfAbsent(key, k -> {
         try {
-          return new ListedBlocks(new Client(uri, conf));
+          return new ListedBlocks(new Client(uri, conf), conf);
         } catch (IOException e) {
           throw new UncheckedIOException(e);
         }
@@ -104,6 +106,22 @@ final class ListedBlocks {
   /** Open {@code src} (a path without scheme), with its remembered locations if it has them. */
   InputStream open(String src, int bufferSize) throws IOException {
     return client.createWrappedInputStream(client.open(src, bufferSize, true));
+  }
+
+  /**
+   * The bytes of remembered {@code src} read from a DataNode on this host ({@link LocalReplicas}), or null where
+   * that does not apply (not remembered, over {@code maxBytes}, not a local single-block file, any error).
+   */
+  byte[] readLocal(String src, long maxBytes) {
+    LocatedBlocks blocks = client.listed.get(src);
+    if (blocks == null || blocks.getFileLength() > maxBytes) {
+      return null;
+    }
+    byte[] data = replicas.read(src, blocks);
+    if (data != null) {
+      client.listed.remove(src);
+    }
+    return data;
   }
 
   /** Drop the remembered locations of {@code srcs} that were not opened. */

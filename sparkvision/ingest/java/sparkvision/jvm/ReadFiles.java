@@ -53,6 +53,7 @@ public class ReadFiles implements UDF2<String, scala.collection.Seq<String>, Row
   private transient FileSystem fs;
   private transient ListedBlocks listed;
   private transient int bufferSize;
+  private transient boolean localReads;
 
   public ReadFiles(Configuration conf, long maxBytes, int concurrency) {
     this.conf = new SerializableConfiguration(conf);
@@ -85,6 +86,7 @@ public class ReadFiles implements UDF2<String, scala.collection.Seq<String>, Row
       fs = new Path(root).getFileSystem(conf.value());
       listed = ListedBlocks.of(fs, conf.value());
       bufferSize = conf.value().getInt("io.file.buffer.size", 4096);
+      localReads = listed != null && LocalReplicas.configured(conf.value());
     }
     UserGroupInformation user = UserGroupInformation.getCurrentUser();
     Path base = new Path(root);
@@ -162,6 +164,10 @@ public class ReadFiles implements UDF2<String, scala.collection.Seq<String>, Row
 
   /** {content, size, error} of one file: its bytes, or null and why (too large: null with its size). */
   private Object[] read(Path base, String prefix, String path) {
+    byte[] local = localReads ? listed.readLocal(prefix + path, maxBytes) : null;
+    if (local != null) {
+      return new Object[] {local, (long) local.length, null};
+    }
     try (InputStream in = listed == null ? fs.open(new Path(base, path)) : listed.open(prefix + path, bufferSize)) {
       int cap = (int) Math.min(maxBytes + 1, Integer.MAX_VALUE - 16);
       byte[] data = in.readNBytes(cap);
