@@ -28,3 +28,22 @@ def test_the_archive_holds_the_package_and_is_named_by_its_content(tmp_path):
         check=True,
     ).stdout
     assert out.strip() == f"{archive}/sparkvision/__init__.py"
+
+
+def test_zip_importers_are_forgotten_and_made_again_from_the_directory_cache(tmp_path):
+    # A subprocess: the test's own interpreter keeps its importers.
+    archive = tmp_path / "lib.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("pkg/__init__.py", "")
+        zipped.writestr("pkg/a.py", "A = 1\n")
+        zipped.writestr("pkg/sub/__init__.py", "")
+        zipped.writestr("pkg/sub/b.py", "B = 2\n")
+    probe = (
+        f"import sys, zipimport, importlib; sys.path.insert(0, {str(archive)!r}); "
+        "import pkg.a; "
+        "from sparkvision.platform.spark import _forget_zip_importers; _forget_zip_importers(); "
+        "left = [p for p, f in sys.path_importer_cache.items() if isinstance(f, zipimport.zipimporter)]; "
+        "importlib.invalidate_caches(); import pkg.sub.b; print(len(left), pkg.a.A + pkg.sub.b.B)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["0", "3"]
