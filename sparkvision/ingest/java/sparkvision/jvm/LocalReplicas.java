@@ -36,8 +36,10 @@ import org.apache.hadoop.security.AccessControlException;
  * a file of a few hundred bytes that call is most of the read, in the client and in the DataNode. A finalized
  * replica's files are at a place the block names: {@code <finalized>/subdir<(id >> 16) & 31>/subdir<(id >> 8) &
  * 31>/blk_<id>} and {@code blk_<id>_<generation stamp>.meta} beside it (the DataNode's block-ID layout). So one
- * call per storage folder is enough: its answer gives the folder, and later blocks are looked for there first.
- * A block found nowhere (another volume, moved, being written) is asked for; the metadata file's name holds the
+ * call per storage folder is enough: its answer gives the folder, and later blocks are looked for there first
+ * (in the known folders of every local replica's DataNode before any is asked). A block found nowhere (another
+ * volume, moved, being written) is asked for, except of a DataNode that could not be reached (a stopped one is
+ * asked once, as Hadoop's reader does, then read as usual); the metadata file's name holds the
  * generation stamp, so a replica appended or truncated since the listing is not taken; the data is checked
  * against the replica's checksums (unless {@code dfs.client.read.shortcircuit.skip.checksum}).
  *
@@ -91,15 +93,18 @@ final class LocalReplicas {
     }
     DatanodeInfo[] locations = block.getLocations();
     StorageType[] types = block.getStorageTypes();
-    for (int i = 0; i < locations.length; i++) {
-      if ((types != null && i < types.length && types[i].isTransient()) || !isLocal(locations[i])) {
-        continue;
-      }
-      String key = locations[i].getDatanodeUuid() + " " + block.getBlock().getBlockPoolId();
-      Node node = nodes.computeIfAbsent(key, k -> new Node());
-      byte[] data = node.read(locations[i], block, (int) length, src);
-      if (data != null) {
-        return data;
+    // first the storage folders already known of every local replica's DataNode, then ask them
+    for (boolean ask : new boolean[] {false, true}) {
+      for (int i = 0; i < locations.length; i++) {
+        if ((types != null && i < types.length && types[i].isTransient()) || !isLocal(locations[i])) {
+          continue;
+        }
+        String key = locations[i].getDatanodeUuid() + " " + block.getBlock().getBlockPoolId();
+        Node node = nodes.computeIfAbsent(key, k -> new Node());
+        byte[] data = node.read(locations[i], block, (int) length, src, ask);
+        if (data != null) {
+          return data;
+        }
       }
     }
     return null;
@@ -121,7 +126,8 @@ final class LocalReplicas {
     private ClientDatanodeProtocol proxy;
     private volatile boolean usable = true;
 
-    byte[] read(DatanodeInfo datanode, LocatedBlock located, int length, String src) {
+    /** The block's bytes from a folder already known or, if {@code ask}, from where the DataNode says. */
+    byte[] read(DatanodeInfo datanode, LocatedBlock located, int length, String src, boolean ask) {
       if (!usable) {
         return null;
       }
@@ -138,7 +144,7 @@ final class LocalReplicas {
             return data;
           }
         }
-        BlockLocalPathInfo info = where(datanode, located);
+        BlockLocalPathInfo info = ask ? where(datanode, located) : null;
         if (info == null) {
           return null;
         }
@@ -153,16 +159,21 @@ final class LocalReplicas {
       }
     }
 
-    /** Where the DataNode keeps the block's files, or null when it cannot say (such as a file removed since). */
+    /**
+     * Where the DataNode keeps the block's files, or null when it cannot say: the block is not there (such as a
+     * file removed since), this user may not read its disks ({@code dfs.block.local-path-access.user}), or it
+     * cannot be reached (stopped: the IPC client spent its connection retries, so it is not asked again).
+     */
     private BlockLocalPathInfo where(DatanodeInfo datanode, LocatedBlock located) {
       try {
         return proxy(datanode).getBlockLocalPathInfo(located.getBlock(), located.getBlockToken());
       } catch (RemoteException e) {
         if (e.unwrapRemoteException() instanceof AccessControlException) {
-          usable = false; // this user may not read its disks (dfs.block.local-path-access.user)
+          usable = false;
         }
         return null;
       } catch (IOException | RuntimeException e) {
+        usable = false;
         return null;
       }
     }
