@@ -537,7 +537,8 @@ def run(argv: list[str]) -> dict:
     notes = (
         "Every figure of a row comes from this one run. Wall times are whole commands (interpreter or JVM "
         "start included; spark-submit with SPARK_SUBMIT_OPTS from scripts/env.sh: the class-data-sharing "
-        f"archive of scripts/spark_cds.sh, quick JIT only, serial GC growing its heap below 20% free); driver heap {DRIVER_MEMORY} at every size; "
+        "archive of scripts/spark_cds.sh, quick JIT only, serial GC growing its heap below 20% free); "
+        f"driver heap {DRIVER_MEMORY} at every size; "
         "local[2]. "
         "The large drops hold hard links (other names, the same bytes), so every image is a duplicate of the "
         "others of its group: the ingest flags them all. Peak memory is sampled every 0.2 s per process "
