@@ -175,7 +175,9 @@ class _Memory:
                 return
             for proc in procs:
                 try:
-                    rss, name, times = proc.memory_info().rss, _kind(proc), proc.cpu_times()
+                    # what a process is, as first seen (one that is ending may have lost its command line)
+                    name = self.cpu[proc.pid][1] if proc.pid in self.cpu else _kind(proc)
+                    rss, times = proc.memory_info().rss, proc.cpu_times()
                 except psutil.Error:
                     continue
                 if rss > self.peaks.get(proc.pid, (0, ""))[0]:
