@@ -126,7 +126,7 @@ final class LocalReplicas {
     private ClientDatanodeProtocol proxy;
     private volatile boolean usable = true;
 
-    /** The block's bytes from a folder already known or, if {@code ask}, from where the DataNode says. */
+    /** The block's bytes from a folder already known or, if {@code ask}, from where the DataNode says it is. */
     byte[] read(DatanodeInfo datanode, LocatedBlock located, int length, String src, boolean ask) {
       if (!usable) {
         return null;
@@ -137,14 +137,17 @@ final class LocalReplicas {
       String meta = name + "_" + block.getGenerationStamp() + ".meta";
       String subdirs = "subdir" + ((id >> 16) & 0x1F) + File.separator + "subdir" + ((id >> 8) & 0x1F);
       try {
-        for (File folder : finalized) {
-          File dir = new File(folder, subdirs);
-          byte[] data = read(new File(dir, name), new File(dir, meta), block, length, src);
-          if (data != null) {
-            return data;
+        if (!ask) {
+          for (File folder : finalized) {
+            File dir = new File(folder, subdirs);
+            byte[] data = read(new File(dir, name), new File(dir, meta), block, length, src);
+            if (data != null) {
+              return data;
+            }
           }
+          return null;
         }
-        BlockLocalPathInfo info = ask ? where(datanode, located) : null;
+        BlockLocalPathInfo info = where(datanode, located);
         if (info == null) {
           return null;
         }
