@@ -133,14 +133,16 @@ def walk_files(drop_path: str, entry: str) -> Iterator[str]:
     stack = [(top, entry)]
     while stack:
         folder, rel = stack.pop()
+        prefix = f"{rel}/"
         with os.scandir(folder) as entries:
             for item in entries:
-                if skipped_name(item.name):
+                name = item.name
+                if skipped_name(name):
                     continue
                 if item.is_dir(follow_symlinks=False):
-                    stack.append((item.path, f"{rel}/{item.name}"))
+                    stack.append((item.path, prefix + name))
                 else:
-                    yield f"{rel}/{item.name}"
+                    yield prefix + name
 
 
 def _listable(path: str) -> str:
@@ -152,12 +154,16 @@ def _listable(path: str) -> str:
     return path
 
 
-def _path_batch(rel_paths: list[str]) -> pa.RecordBatch:
+def path_array(rel_paths: list[str]) -> pa.Array:
+    """Paths as an Arrow string array (a name that is not UTF-8 gets a readable, replaced spelling)."""
     try:
-        column = pa.array(rel_paths, pa.string())
+        return pa.array(rel_paths, pa.string())
     except (UnicodeEncodeError, pa.ArrowInvalid):
-        column = pa.array([_listable(path) for path in rel_paths], pa.string())
-    return pa.RecordBatch.from_arrays([column], names=[schema.PATH])
+        return pa.array([_listable(path) for path in rel_paths], pa.string())
+
+
+def _path_batch(rel_paths: list[str]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([path_array(rel_paths)], names=[schema.PATH])
 
 
 def walk_batches(batches: Iterable[pa.RecordBatch], drop_path: str) -> Iterator[pa.RecordBatch]:

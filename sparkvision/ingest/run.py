@@ -6,12 +6,14 @@ point; docs/ingest.md describes the outputs, the reasons and how it scales.
 How it reads many small files (the choices, briefly):
 
 - ``file://`` roots (a laptop, or a mount that every node sees at the same path): the listing is
-  a Spark job, not a driver loop. The driver lists only the drop's top level (label folders and
-  loose files); tasks walk the label folders with ``os.scandir`` (no stat per file) and emit
-  relative paths; a range partitioning on path spreads them over decode tasks that each hold one
-  sorted path range, whose Python workers read and decode each file themselves. No process ever
-  holds the whole listing, the JVM never opens a file, and no pixel is shuffled or sorted: each
-  decode partition becomes one curated file as it is.
+  a Spark job, not a driver loop, and it never passes through the JVM. The driver lists only the
+  drop's top level (label folders and loose files); tasks walk the label folders with
+  ``os.scandir`` (no stat per file) and write the relative paths as sorted runs in the staging
+  folder (``listing``), telling the driver one first path per 1,000 files. The driver cuts those
+  into path ranges of about equal size; each decode task reads its range from the runs and its
+  Python worker reads and decodes each file itself. No process ever holds the whole listing, the
+  JVM never opens a file, and no pixel is shuffled or sorted: each decode task's range becomes
+  one curated file as it is.
 - Other Hadoop filesystems (``hdfs://``): Spark lists the drop once (``binaryFile``, recursive)
   and its JVM reads the bytes (Python workers have no HDFS client: no libhdfs here, no JVM in
   the worker). Files are packed into few tasks (``openCostInBytes``, ``maxPartitionBytes``,
@@ -37,8 +39,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sparkvision.config.params import IngestParams
-from sparkvision.ingest import hadoop, images, parts
-from sparkvision.ingest.files import drop_dir, skipped_name, walk_batches
+from sparkvision.ingest import hadoop, images, listing, parts
+from sparkvision.ingest.files import drop_dir, skipped_name
 from sparkvision.ingest.summary import (
     AccountingError,
     assign_label_indices,
@@ -86,8 +88,10 @@ PARQUET_WRITE_OPTIONS = {
 }
 #: file:// roots: no decode task for fewer files than this (see ``decode_partitions``).
 MIN_FILES_PER_TASK = 10_000
-#: file:// roots: folders of the staged output that the write pass reads and that are removed
-#: before the commit: the decode tasks' spill files and the duplicates table.
+#: file:// roots: folders of the staged output that are removed before the commit: the listing's
+#: runs (read by the decode pass), the decode tasks' spill files and small columns, and the
+#: duplicates table (read by the write pass).
+LISTING_DIR = "_listing"
 SPILL_DIR = "_spill"
 SMALL_DIR = "_small"
 DUPLICATES_DIR = "_duplicates"
@@ -162,11 +166,12 @@ def decode_partitions(found: int, params: IngestParams, parallelism: int) -> int
 def ingest_local(spark, paths: DatasetPaths, params: IngestParams, started: float | None = None) -> dict:
     """Ingest a drop on a local (or everywhere-mounted) filesystem: pixels never enter the JVM.
 
-    Tasks list the drop (paths only); a range partitioning on path gives every decode task one
-    sorted range of paths. Its Python worker reads and decodes the files, keeps the decoded rows
-    in a spill file and writes their small columns (``parts.SMALL_SCHEMA``) as a Parquet file.
-    Spark finds the duplicates and adds up the statistics from those; then each decode task's
-    range is written as one curated file by a Python worker (``parts.write_parts``).
+    Listing tasks write the drop's paths as sorted runs in the staging folder (``listing``); the
+    driver cuts them into path ranges of about equal size, one per decode task. Its Python worker
+    reads and decodes the range's files, keeps the decoded rows in a spill file and writes their
+    small columns (``parts.SMALL_SCHEMA``) as a Parquet file. Spark finds the duplicates and adds
+    up the statistics from those; then each decode task's range is written as one curated file
+    by a Python worker (``parts.write_parts``).
     """
     from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -175,79 +180,78 @@ def ingest_local(spark, paths: DatasetPaths, params: IngestParams, started: floa
     started = time.monotonic() if started is None else started
     fs = HadoopFS(spark)
     drop_path = drop_dir(paths.raw)
-    listing = _list_local(spark, drop_path)
-    try:
+    fs.mkdirs(paths.curated.rsplit("/", 1)[0])
+    with fs.staged_dir(paths.curated) as tmp:
+        work = drop_dir(tmp)
         with phase(spark, "listing"):
-            found = listing.count()
+            batches = _list_local(spark, drop_path, f"{work}/{LISTING_DIR}")
+        found = sum(batch.files for batch in batches)
         tasks = decode_partitions(found, params, spark.sparkContext.defaultParallelism)
         log.info(
             "found %d files in %s (%.1fs); decoding in %d tasks", found, paths.raw, time.monotonic() - started, tasks
         )
-        fs.mkdirs(paths.curated.rsplit("/", 1)[0])
-        with fs.staged_dir(paths.curated) as tmp:
-            work = drop_dir(tmp)
-            with phase(spark, "decode"):
-                decoded = _decode_local(spark, listing, drop_path, work, tasks, params)
-            listing.unpersist()
-            if decoded != found:
-                raise AccountingError(f"accounting error: decoded {decoded} files, listed {found}")
-            small = spark.read.schema(from_arrow_schema(parts.SMALL_SCHEMA)).parquet(f"{tmp}/{SMALL_DIR}")
-            with phase(spark, "duplicates"):
-                duplicates = _find_duplicates(small, f"{tmp}/{DUPLICATES_DIR}")
-            log.info("decoded (%.1fs); duplicates %s", time.monotonic() - started, duplicates)
-            counted = small
-            if params.drop_duplicates and duplicates["files"]:
-                counted = _as_dropped(small, spark.read.parquet(f"{tmp}/{DUPLICATES_DIR}").select(schema.PATH))
-            with phase(spark, "statistics"):
-                summary = _summarizer(params)(counted)
-            summary["duplicates"] = 0 if params.drop_duplicates else duplicates["files"]
-            log.info("summarized (%.1fs)", time.monotonic() - started)
-            manifest, label_index, failed = _manifest(fs, summary, found, duplicates, paths, params)
-            with phase(spark, "write"):
-                written = _write_local(spark, work, tasks, label_index, params, failed, bool(duplicates["files"]))
-            expected = (0 if failed else manifest["accepted"], manifest["rejected"])
-            if (written["images"], written["rejects"]) != expected:
-                raise AccountingError(f"accounting error: wrote {written}, expected {expected}")
-            for folder in (SPILL_DIR, SMALL_DIR, DUPLICATES_DIR):
-                fs.delete(f"{tmp}/{folder}")
-            if not failed:
-                manifest["output_files"] = written["files"]
-                log.info("wrote %s (%.1fs)", CURATED_IMAGES, time.monotonic() - started)
-            _close(fs, tmp, manifest, label_index, failed, started)
-    finally:
-        listing.unpersist()
+        with phase(spark, "decode"):
+            ranges = listing.plan_ranges(batches, tasks)
+            decoded = _decode_local(spark, ranges, drop_path, work, params)
+        if decoded != found:
+            raise AccountingError(f"accounting error: decoded {decoded} files, listed {found}")
+        fs.delete(f"{tmp}/{LISTING_DIR}")
+        small = spark.read.schema(from_arrow_schema(parts.SMALL_SCHEMA)).parquet(f"{tmp}/{SMALL_DIR}")
+        with phase(spark, "duplicates"):
+            duplicates = _find_duplicates(small, f"{tmp}/{DUPLICATES_DIR}")
+        log.info("decoded (%.1fs); duplicates %s", time.monotonic() - started, duplicates)
+        counted = small
+        if params.drop_duplicates and duplicates["files"]:
+            counted = _as_dropped(small, spark.read.parquet(f"{tmp}/{DUPLICATES_DIR}").select(schema.PATH))
+        with phase(spark, "statistics"):
+            summary = _summarizer(params)(counted)
+        summary["duplicates"] = 0 if params.drop_duplicates else duplicates["files"]
+        log.info("summarized (%.1fs)", time.monotonic() - started)
+        manifest, label_index, failed = _manifest(fs, summary, found, duplicates, paths, params)
+        with phase(spark, "write"):
+            written = _write_local(spark, work, tasks, label_index, params, failed, bool(duplicates["files"]))
+        expected = (0 if failed else manifest["accepted"], manifest["rejected"])
+        if (written["images"], written["rejects"]) != expected:
+            raise AccountingError(f"accounting error: wrote {written}, expected {expected}")
+        for folder in (SPILL_DIR, SMALL_DIR, DUPLICATES_DIR):
+            fs.delete(f"{tmp}/{folder}")
+        if not failed:
+            manifest["output_files"] = written["files"]
+            log.info("wrote %s (%.1fs)", CURATED_IMAGES, time.monotonic() - started)
+        _close(fs, tmp, manifest, label_index, failed, started)
     return _report(manifest, params, paths, failed)
 
 
-def _list_local(spark, drop_path: str):
-    """The drop's files (relative paths), listed by tasks that each walk some top-level entries.
+def _list_local(spark, drop_path: str, listing_dir: str) -> list[listing.Batch]:
+    """List the drop in tasks, as sorted runs of paths in ``listing_dir``: one row per run batch.
 
-    The driver lists only the top level (label folders and loose files); the listing is cached
-    on the executors' disks (it is read twice: sampled for the range partitioning, then shuffled).
+    The driver lists only the top level (label folders and loose files) and gets one row per
+    ``listing.BATCH_PATHS`` files (a batch's first path and size), never the whole listing.
     """
-    from pyspark.storagelevel import StorageLevel
-
+    os.makedirs(listing_dir)
     entries = sorted(name for name in os.listdir(drop_path) if not skipped_name(name))
-    return (
+    rows = (
         spark.createDataFrame([(name,) for name in entries] or [("",)], "entry string")
         .filter("entry != ''")
-        .mapInArrow(lambda it: walk_batches(it, drop_path), f"{schema.PATH} string")
-        .persist(StorageLevel.DISK_ONLY)
-    )
-
-
-def _decode_local(spark, listing, drop_path: str, work: str, tasks: int, params: IngestParams) -> int:
-    """The decode pass: ``tasks`` sorted path ranges, each decoded by one task into its spill
-    file and its Parquet file of small columns (under ``work``); returns the files decoded."""
-    spill_dir, small_dir = f"{work}/{SPILL_DIR}", f"{work}/{SMALL_DIR}"
-    for folder in (spill_dir, small_dir):
-        os.makedirs(folder)
-    counts = (
-        listing.repartitionByRange(tasks, schema.PATH)
-        .sortWithinPartitions(schema.PATH)
-        .mapInArrow(lambda it: parts.decode_to_spill(it, drop_path, params, spill_dir, small_dir), parts.COUNTS)
+        .mapInArrow(lambda it: listing.write_runs(it, drop_path, listing_dir), listing.BATCHES)
         .collect()
     )
+    return [listing.Batch(row["run"], row["batch"], row["files"], row["first"]) for row in rows]
+
+
+def _decode_local(spark, ranges: list[listing.PathRange], drop_path: str, work: str, params: IngestParams) -> int:
+    """The decode pass: one task per path range, each decoding its files into its spill file and
+    its Parquet file of small columns (under ``work``); returns the files decoded."""
+    spill_dir, small_dir, listing_dir = f"{work}/{SPILL_DIR}", f"{work}/{SMALL_DIR}", f"{work}/{LISTING_DIR}"
+    for folder in (spill_dir, small_dir):
+        os.makedirs(folder)
+    tasks = len(ranges)
+
+    def decode(ids):
+        paths = listing.range_batches(ids, listing_dir, ranges)
+        return parts.decode_to_spill(paths, drop_path, params, spill_dir, small_dir)
+
+    counts = spark.range(0, tasks, 1, tasks).mapInArrow(decode, parts.COUNTS).collect()
     return sum(row["files"] for row in counts)
 
 

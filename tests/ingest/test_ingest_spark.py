@@ -178,6 +178,9 @@ def test_local_walk_gives_the_same_counts_and_reasons(spark, hadoop_fs, tmp_path
     assert rejects["bag/big.bmp"]["size"] > 100_000 and rejects["bag/big.bmp"]["content_hash"] is None  # never read
     curated = read_table(spark, f"{paths.curated}/images.parquet")
     assert [r["path"] for r in curated] == sorted(rel for rel in files if rel not in expected["reject_paths"])
+    # the listing's runs and the decode tasks' working files are gone with the staging folder
+    published = sorted(os.listdir(paths.curated[len("file://") :]))
+    assert published == ["_SUCCESS", "images.parquet", "labels.json", "manifest.json", "rejects.parquet"]
 
 
 def test_colour_dataset_of_varied_sizes_and_formats_is_deterministic(spark, hadoop_fs, tmp_path):
