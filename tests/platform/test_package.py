@@ -47,3 +47,40 @@ def test_zip_importers_are_forgotten_and_made_again_from_the_directory_cache(tmp
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["0", "3"]
+
+
+def test_driver_imports_pyspark_from_the_installed_package_not_its_zip(tmp_path):
+    import pyspark
+
+    package = Path(pyspark.__file__).parent
+    zipped = package / "python" / "lib" / "pyspark.zip"
+    assert zipped.is_file()
+    distribution = tmp_path / "spark" / "python" / "lib" / "pyspark.zip"  # a Spark distribution's zip
+    distribution.parent.mkdir(parents=True)
+    zipfile.ZipFile(distribution, "w").close()
+    probe = (
+        f"import sys; sys.path[:0] = [{str(zipped)!r}, {str(distribution)!r}]; "
+        "from sparkvision.platform.spark import prefer_installed_pyspark; prefer_installed_pyspark(); "
+        "import pyspark.sql; print(pyspark.__file__); print(sys.path[0])"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == [str(package / "__init__.py"), str(distribution)]
+
+
+def test_stop_session_stops_the_accumulator_server_and_the_context():
+    # A subprocess: its own SparkSession, stopped (the tests' session is shared).
+    probe = """
+import threading
+from pyspark.sql import SparkSession
+from sparkvision.platform.spark import stop_session
+spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
+total = spark.sparkContext.accumulator(0)
+spark.sparkContext.parallelize(range(10), 2).foreach(lambda x: total.add(x))
+server = spark.sparkContext._accumulatorServer
+(serving,) = [t for t in threading.enumerate() if "serve_forever" in t.name]
+stop_session(spark)
+serving.join(timeout=5)
+print(total.value, server.socket.fileno(), SparkSession.getActiveSession() is None, serving.is_alive())
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "45 -1 True False"
