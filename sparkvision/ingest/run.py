@@ -14,10 +14,10 @@ How it reads many small files (the choices, briefly):
   Python worker reads and decodes each file itself. No process ever holds the whole listing, the
   JVM never opens a file, and no pixel is shuffled or sorted: each decode task's range becomes
   one curated file as it is.
-- Other Hadoop filesystems (``hdfs://``): Spark lists the drop once (``binaryFile``, recursive)
-  and its JVM reads the bytes (Python workers have no HDFS client: no libhdfs here, no JVM in
-  the worker). Files are packed into few tasks (``openCostInBytes``, ``maxPartitionBytes``,
-  ``minPartitionNum``), never one task per file. The driver holds that listing (file statuses).
+- Other Hadoop filesystems (``hdfs://``): tasks list the drop (``hadoop.list_files``), a range
+  partitioning on path gives each decode task one sorted path range, and its JVM reads the
+  bytes, many files in flight (Python workers have no HDFS client: no libhdfs here, no JVM in
+  the worker); see ``hadoop``. Files are never one task per file.
 - Names starting with ``.`` or ``_`` (such as ``_SUCCESS``) and ``*._COPYING_`` are not part of a
   drop, on both paths (Spark's listing rule). ``files_found`` counts what is left.
 - Decoding is OpenCV on Arrow batches (``mapInArrow``). A file that cannot be read costs only
