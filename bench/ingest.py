@@ -175,13 +175,14 @@ class _Memory:
                 return
             for proc in procs:
                 try:
-                    # what a process is, as first seen (one that is ending may have lost its command line)
-                    name = self.cpu[proc.pid][1] if proc.pid in self.cpu else _kind(proc)
+                    # a JVM or worker stays one (an ending worker may lose its command line); other
+                    # processes are asked again (spark-submit is bash until it execs the JVM)
+                    known = self.cpu.get(proc.pid, (0.0, ""))[1]
+                    name = known if known in _SETTLED_KINDS else _kind(proc)
                     rss, times = proc.memory_info().rss, proc.cpu_times()
                 except psutil.Error:
                     continue
-                if rss > self.peaks.get(proc.pid, (0, ""))[0]:
-                    self.peaks[proc.pid] = (rss, name)
+                self.peaks[proc.pid] = (max(rss, self.peaks.get(proc.pid, (0, ""))[0]), name)
                 self.cpu[proc.pid] = (times.user + times.system, name)
             self._stop.wait(self._interval)
 
@@ -199,6 +200,9 @@ class _Memory:
         for name, peaks in self.marks.items():
             result[name] = _summary(peaks)
         return result
+
+
+_SETTLED_KINDS = ("jvm", "python worker")
 
 
 def _kind(proc: psutil.Process) -> str:
