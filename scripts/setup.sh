@@ -2,7 +2,8 @@
 # Install everything sparkvision needs on a fresh Debian machine; idempotent and fast when done.
 #   1. Debian packages (Java 17 with javac, Maven, Kerberos headers for gssapi, the Fashion-MNIST dataset,
 #      PostgreSQL for the production-like Airflow, Chromium for the browser tests)
-#   2. .venv with the pinned Python stack (requirements.lock) and exactly one pyspark 4.3.0
+#   2. .venv with the pinned Python stack (requirements.lock) and exactly one pyspark 4.3.0, imported
+#      from its folder even where spark-submit puts its zip first (a .pth file)
 #   3. the Hadoop 3.5.0 jars from Maven Central into .cache/hadoop/lib
 #   4. a JVM class-data-sharing archive for spark-submit (scripts/spark_cds.sh)
 #   5. the ingest's Java classes (HDFS listing and reading) compiled into .cache/jvm
@@ -37,6 +38,13 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$LOCK_SUM" ]
   echo "$ROOT_DIR" > .venv/lib/python3.11/site-packages/sparkvision-dev.pth
   echo "$LOCK_SUM" > "$STAMP"
 fi
+# Every interpreter of the venv (the jobs' drivers, Spark's Python worker daemons and workers) imports
+# pyspark from its installed folder, not from the zip that spark-submit puts first on its path: no
+# compiling of pyspark's modules at every start (sparkvision/platform/pyspark_path.py).
+PTH=.venv/lib/python3.11/site-packages/sparkvision-pyspark.pth
+PTH_FILE="$ROOT_DIR/sparkvision/platform/pyspark_path.py"
+PTH_LINE="import io, os; f = '$PTH_FILE'; h = os.path.isfile(f) and io.open_code(f); h and exec(compile(h.read(), f, 'exec'), {'__name__': '__pth__'}); h and h.close()"
+[ "$(cat "$PTH" 2>/dev/null)" = "$PTH_LINE" ] || echo "$PTH_LINE" > "$PTH"
 .venv/bin/python - <<'PY'
 import importlib.metadata as md
 import pyspark

@@ -76,7 +76,7 @@ def run_job(
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stdout)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     uri, config = parse_job_args(job_parser(description, config_class), argv, config_class)
-    from sparkvision.platform.spark import spark_session, stop_session
+    from sparkvision.platform.spark import spark_session
     from sparkvision.platform.storage import HadoopFS
 
     spark = spark_session(f"sparkvision-{name}")
@@ -102,6 +102,6 @@ def run_job(
             print(f"{name} failed: {exc}", file=sys.stderr)
             return code
     finally:
-        stop_session(spark)
+        spark.stop()
     print(message)
     return 0

@@ -23,7 +23,9 @@ SESSION_CONF = {"spark.serializer": "org.apache.spark.serializer.KryoSerializer"
 
 def spark_session(app_name: str) -> Any:
     """The job's SparkSession; master and resources come from spark-submit."""
-    prefer_installed_pyspark()
+    from sparkvision.platform.pyspark_path import prefer_installed_pyspark
+
+    prefer_installed_pyspark()  # done at start-up already in the project's venv (its .pth)
     from pyspark.sql import SparkSession
 
     spark = SparkSession.builder.appName(app_name).config(map=SESSION_CONF).getOrCreate()
@@ -88,45 +90,6 @@ def _forget_zip_importers() -> None:
     for path, finder in list(sys.path_importer_cache.items()):
         if isinstance(finder, zipimport.zipimporter):
             del sys.path_importer_cache[path]
-
-
-def prefer_installed_pyspark() -> None:
-    """Import pyspark from its installed folder, not from the pyspark.zip inside it.
-
-    spark-submit puts ``<pyspark>/python/lib/pyspark.zip`` first on the driver's path. Python
-    cannot cache the bytecode of modules imported from a zip, so each driver compiled pyspark's
-    modules again (0.6 s of cProfile in every job's start). Where the zip sits inside an
-    installed pyspark package (the pip wheel: the same release, with cached bytecode) whose
-    folder is on the path too, the zip leaves the path; a Spark distribution's zip (no package
-    around it) stays. Call it before the first ``import pyspark``.
-    """
-    import sys
-
-    for entry in list(sys.path):
-        zipped = Path(entry)
-        package = zipped.parent.parent.parent  # <site-packages>/pyspark/python/lib/pyspark.zip
-        if (
-            zipped.name == "pyspark.zip"
-            and package.joinpath("__init__.py").is_file()
-            and str(package.parent) in sys.path
-        ):
-            sys.path.remove(entry)
-            sys.path_importer_cache.pop(entry, None)
-
-
-def stop_session(spark: Any) -> None:
-    """``spark.stop()``, with the wait for pyspark's accumulator server overlapping the JVM's stop.
-
-    ``SparkContext.stop`` stops the JVM and then the driver's accumulator server, whose thread
-    notices a shutdown only at its next 0.5 s poll (0.6 s of every job's end). Once the jobs have
-    ended no update comes, so its shutdown starts first, in a thread; ``stop`` then finds it done.
-    """
-    import threading
-
-    server = getattr(spark.sparkContext, "_accumulatorServer", None)
-    if server is not None:
-        threading.Thread(target=server.shutdown, name="accumulator-server-stop", daemon=True).start()
-    spark.stop()
 
 
 @contextmanager

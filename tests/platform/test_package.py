@@ -60,27 +60,20 @@ def test_driver_imports_pyspark_from_the_installed_package_not_its_zip(tmp_path)
     zipfile.ZipFile(distribution, "w").close()
     probe = (
         f"import sys; sys.path[:0] = [{str(zipped)!r}, {str(distribution)!r}]; "
-        "from sparkvision.platform.spark import prefer_installed_pyspark; prefer_installed_pyspark(); "
+        "from sparkvision.platform.pyspark_path import prefer_installed_pyspark; prefer_installed_pyspark(); "
         "import pyspark.sql; print(pyspark.__file__); print(sys.path[0])"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.split() == [str(package / "__init__.py"), str(distribution)]
 
 
-def test_stop_session_stops_the_accumulator_server_and_the_context():
-    # A subprocess: its own SparkSession, stopped (the tests' session is shared).
-    probe = """
-import threading
-from pyspark.sql import SparkSession
-from sparkvision.platform.spark import stop_session
-spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
-total = spark.sparkContext.accumulator(0)
-spark.sparkContext.parallelize(range(10), 2).foreach(lambda x: total.add(x))
-server = spark.sparkContext._accumulatorServer
-(serving,) = [t for t in threading.enumerate() if "serve_forever" in t.name]
-stop_session(spark)
-serving.join(timeout=5)
-print(total.value, server.socket.fileno(), SparkSession.getActiveSession() is None, serving.is_alive())
-"""
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "45 -1 True False"
+def test_the_venvs_interpreters_drop_the_zip_that_spark_submit_puts_first():
+    """scripts/setup.sh's .pth: a driver or Python worker started as Spark starts them."""
+    import pyspark
+
+    package = Path(pyspark.__file__).parent
+    zipped = package / "python" / "lib" / "pyspark.zip"
+    probe = "import sys, pyspark; print(pyspark.__file__); print(any(p.endswith('pyspark.zip') for p in sys.path))"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(zipped)}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(package / "__init__.py"), "False"], out.stderr
