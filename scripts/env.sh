@@ -24,6 +24,12 @@ SPARKVISION_SPARK_CDS="${SPARKVISION_SPARK_CDS:-$SPARKVISION_HOME/.venv/spark-cd
 if [ -z "${SPARK_SUBMIT_OPTS+set}" ] && [ -f "$SPARKVISION_SPARK_CDS" ]; then
   export SPARK_SUBMIT_OPTS="-XX:SharedArchiveFile=$SPARKVISION_SPARK_CDS -Xlog:cds=off -Xlog:cds+dynamic=off -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:MinHeapFreeRatio=20"
 fi
+# glibc's malloc keeps up to 8 arenas per core, each holding on to what its threads freed: a JVM
+# whose task threads come and go (Spark's executors) grows with the length of the job, not with
+# what it holds. Two arenas, as Hadoop caps them for its daemons and containers (at 4): the
+# 7,000,000-file ingest's driver JVM 728-760 MB against 758-766 MB, the 700,000-file one
+# unchanged (docs/ingest.md "Memory").
+export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 export JAVA_HOME="${JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")}"
 
 # Airflow: SQLite metadata DB and LocalExecutor under the repo; few workers on a small machine.
