@@ -33,6 +33,6 @@ def test_connections_set_before_sourcing_are_kept_byte_for_byte(project_dir):
 
 
 def test_malloc_arenas_are_capped_unless_set(project_dir):
-    """glibc's malloc arenas (8 per core by default) are capped for the JVMs and workers it starts."""
+    """glibc's malloc arenas (8 per core by default) are capped for every process env.sh's callers start."""
     assert sourced(project_dir, ("MALLOC_ARENA_MAX",)) == {"MALLOC_ARENA_MAX": "2"}
     assert sourced(project_dir, ("MALLOC_ARENA_MAX",), MALLOC_ARENA_MAX="8") == {"MALLOC_ARENA_MAX": "8"}
