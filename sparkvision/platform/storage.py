@@ -7,6 +7,9 @@ DataFrame: small JSON files, ``_SUCCESS`` markers, commits by rename and copies 
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import json
 import logging
 import os
@@ -20,6 +23,39 @@ from sparkvision.platform.layout import is_hdfs, uri_path
 log = logging.getLogger(__name__)
 
 CLOSE_RETRY_DELAY_KEY = "dfs.client.block.write.locateFollowingBlock.initial.delay.ms"
+
+
+_RENAME_NOREPLACE = 1  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _rename_noreplace(src: str, dst: str) -> None:
+    """Rename local ``src`` to ``dst`` in one step, or raise FileExistsError when ``dst`` exists.
+
+    Hadoop's local filesystem checks that ``dst`` is absent and then renames, two steps: two
+    publishers racing for one name could both pass the check, and rename(2) replaces a file (or an
+    empty folder). Linux's renameat2 with RENAME_NOREPLACE makes the check part of the rename.
+    """
+    result = _libc().renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE)
+    if result == 0:
+        return
+    code = ctypes.get_errno()
+    if code == errno.EEXIST:
+        raise FileExistsError(code, os.strerror(code), dst)
+    if code not in (errno.EINVAL, errno.ENOSYS):
+        raise OSError(code, os.strerror(code), src)
+    # A filesystem without RENAME_NOREPLACE: claim the name first, atomically, then take it.
+    if os.path.isdir(src):
+        os.mkdir(dst)  # FileExistsError when taken; rename(2) may replace an empty folder
+        os.rename(src, dst)
+    else:
+        os.link(src, dst)  # FileExistsError when taken
+        os.unlink(src)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
 
 
 class HadoopFS:
@@ -108,7 +144,10 @@ class HadoopFS:
         NameNode's rename with OVERWRITE; local: rename(2), where Hadoop's local filesystem would
         delete the file first).
         """
-        if overwrite and not is_hdfs(dst):
+        if not is_hdfs(dst):
+            if not overwrite:
+                _rename_noreplace(uri_path(src), uri_path(dst))
+                return
             if self.is_dir(dst):
                 raise IsADirectoryError(dst)
             os.replace(uri_path(src), uri_path(dst))  # Hadoop's local rename refuses an existing file

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import subprocess
 import sys
 import textwrap
@@ -38,6 +40,68 @@ def test_rename_never_moves_into_an_existing_directory(root, hadoop_fs):
     assert hadoop_fs.list(f"{root}/dst") == ["g"]
     hadoop_fs.rename(f"{root}/src", f"{root}/new")
     assert hadoop_fs.read_bytes(f"{root}/new/f") == b"1" and not hadoop_fs.exists(f"{root}/src")
+
+
+def test_local_renames_check_and_rename_in_one_step(tmp_path, monkeypatch):
+    """Where rename(2) would replace (a file, an empty folder), the local rename refuses: the
+    check is part of the rename, not a step before it that a racing writer can slip past."""
+    from sparkvision.platform import storage
+
+    def race(src_is_dir: bool, dst_is_dir: bool) -> None:
+        src, dst = tmp_path / "src", tmp_path / "dst"
+        for path, is_dir in ((src, src_is_dir), (dst, dst_is_dir)):
+            path.mkdir() if is_dir else path.write_text(path.name)
+        with pytest.raises(FileExistsError):
+            storage._rename_noreplace(str(src), str(dst))
+        assert src.exists() and (dst.is_dir() if dst_is_dir else dst.read_text() == "dst")
+        for path in (src, dst):
+            path.rmdir() if path.is_dir() else path.unlink()
+        (src.mkdir() if src_is_dir else src.write_text("src"))
+        storage._rename_noreplace(str(src), str(dst))  # a free name: renamed
+        assert not src.exists() and dst.exists()
+        dst.rmdir() if dst.is_dir() else dst.unlink()
+
+    race(False, False)
+    race(True, True)
+
+    class NoRenameat2:  # a filesystem without RENAME_NOREPLACE: the link / mkdir fallback
+        @staticmethod
+        def renameat2(*args):
+            ctypes.set_errno(errno.EINVAL)
+            return -1
+
+    monkeypatch.setattr(storage, "_libc", lambda: NoRenameat2)
+    race(False, False)
+    race(True, True)
+
+
+def test_racing_renames_to_one_name_have_exactly_one_winner(root, hadoop_fs):
+    """The claim a publish relies on: of writers renaming onto one free name, one wins, whole."""
+    import threading
+
+    def writer(tmp: str, target: str, barrier: threading.Barrier, winners: list) -> None:
+        hadoop_fs.write_bytes(tmp, tmp.encode())
+        barrier.wait()
+        try:
+            hadoop_fs.rename(tmp, target)
+            winners.append(tmp)
+        except FileExistsError:
+            hadoop_fs.delete(tmp)
+
+    rounds, writers = 12, 6
+    for n in range(rounds):
+        target, barrier, winners = f"{root}/race/{n}", threading.Barrier(writers), []
+        threads = [
+            threading.Thread(target=writer, args=(f"{root}/race/.{n}-{i}.tmp", target, barrier, winners))
+            for i in range(writers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert len(winners) == 1, f"round {n}: {winners} were all renamed onto {target}"
+        assert hadoop_fs.read_bytes(target) == winners[0].encode()
+    assert hadoop_fs.list(f"{root}/race") == sorted(str(n) for n in range(rounds))
 
 
 def test_staged_dir_commits_whole_or_not_at_all(root, hadoop_fs):
