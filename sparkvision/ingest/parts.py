@@ -1,22 +1,29 @@
 """file:// roots: pixels stay in the Python workers, and each decode task writes its own curated files.
 
-The two task bodies of a local ingest (``run.ingest_local`` plans them):
+The three task bodies of a local ingest (``run.ingest_local`` plans them):
 
 1. ``decode_to_spill`` (decode pass, one task per sorted path range): reads and decodes its
    files, keeps every decoded row (pixels included) in a spill file of its own under the staging
-   folder, and hands Spark only the small columns (``SMALL_SCHEMA``: path, label, reason, sizes,
-   content hash, pixel sums, hash share), from which Spark finds the duplicate groups and adds up
-   the statistics.
-2. ``write_parts`` (write pass, one task per decode task, once the label indices and the
+   folder, adds up its files' statistics (one ``STATS`` row per reason, label, size bucket and
+   channels: what it tells the driver) and writes its accepted files' (content hash, path) into
+   one small file per hash bucket. With ``drop_duplicates`` it also writes the small columns
+   (``SMALL_SCHEMA``) as Parquet: the statistics then depend on the duplicates, and Spark adds
+   them up once those are known.
+2. ``find_duplicates`` (duplicates pass, one task per hash bucket): reads its bucket from every
+   decode task, finds the groups of equal content (the first path, in path order, and the
+   others) and writes the duplicates of each decode task's range to that range's folder.
+3. ``write_parts`` (write pass, one task per decode task, once the label indices and the
    duplicates are known): streams its spill file back, sets ``label_index`` and ``duplicate_of``
    (and rejects duplicates when they are dropped), and writes ``images.parquet/part-NNNNN.parquet``
    and, when it has rejects, ``rejects.parquet/part-NNNNN.parquet`` with pyarrow.
 
-So the JVM never holds, caches, serializes or encodes a pixel: per file it sees about 150 bytes.
-Both passes work on one bounded batch at a time; the spill of a task is as large as its curated
-file and lives on the output's filesystem (a file:// root is mounted at the same path on every
-node, so the write pass may run anywhere). Files are written under a hidden name and renamed
-when complete, so a retried task leaves one copy.
+So the JVM never holds, caches, serializes, sorts or encodes a pixel or a path: it schedules the
+tasks and gets a few rows from each. Every task works on a bounded share: one batch at a time,
+its own range, or one hash bucket (there are as many buckets as decode tasks, which grow with
+the drop's bytes). The spill of a task is as large as its curated file and lives on the output's
+filesystem (a file:// root is mounted at the same path on every node, so any pass may run
+anywhere). Files are written under a hidden name and renamed when complete, so a retried task
+leaves one copy.
 """
 
 from __future__ import annotations
@@ -60,11 +67,35 @@ SMALL_SCHEMA = pa.schema(
         (PART, pa.int32()),
     ]
 )
-#: What a decode task and a write task tell the driver (Spark DDL, and as Arrow schemas).
-COUNTS = f"{PART} int, files long"
+#: The statistics' size bucket of an accepted image: its longest side rounded up to a power of two.
+SIZE_EDGE = "size_edge"
+#: The statistics of a decode task's files, a row per group (the rows ``summary.fold_summary``
+#: adds up): the group's files and bytes, and its accepted images' pixel sums and hash parts.
+_STATS_KEYS = (schema.REASON, schema.LABEL, SIZE_EDGE, schema.ORIG_CHANNELS)
+_STATS_SUMS = (schema.SIZE, *schema.DECODE_STATS)
+_STATS_SCHEMA = pa.schema(
+    [
+        (PART, pa.int32()),
+        (schema.REASON, pa.string()),
+        (schema.LABEL, pa.string()),
+        (SIZE_EDGE, pa.int64()),
+        (schema.ORIG_CHANNELS, pa.int32()),
+        ("files", pa.int64()),
+        ("bytes", pa.int64()),
+        *[(name, pa.int64()) for name in schema.DECODE_STATS],
+    ]
+)
+_DDL_TYPES = {pa.int32(): "int", pa.int64(): "long", pa.string(): "string"}
+#: What a decode task, a duplicates task and a write task tell the driver (Spark DDL, and Arrow).
+STATS = ", ".join(f"{field.name} {_DDL_TYPES[field.type]}" for field in _STATS_SCHEMA)
+FOUND = "bucket int, groups long, files long"
 WRITTEN = f"{PART} int, images long, rejects long"
-_COUNTS_SCHEMA = pa.schema([(PART, pa.int32()), ("files", pa.int64())])
+_FOUND_SCHEMA = pa.schema([("bucket", pa.int32()), ("groups", pa.int64()), ("files", pa.int64())])
 _WRITTEN_SCHEMA = pa.schema([(PART, pa.int32()), ("images", pa.int64()), ("rejects", pa.int64())])
+#: What a decode task keeps of each accepted file for the duplicates pass, per hash bucket.
+_HASHED_SCHEMA = pa.schema(
+    [schema.DECODED_SCHEMA.field(schema.CONTENT_HASH), schema.DECODED_SCHEMA.field(schema.PATH), (PART, pa.int32())]
+)
 #: Columns of the duplicates table the write pass reads: a duplicate's path and its first path.
 FIRST = "first_path"
 #: A Parquet row group of images.parquet holds about this many bytes (as Spark's writer did).
@@ -87,13 +118,23 @@ def spill_path(spill_dir: str, part: int) -> str:
     return f"{spill_dir}/part-{part:05d}.arrow"
 
 
-def decode_to_spill(
-    batches: Iterable[pa.RecordBatch], drop_path: str, params: IngestParams, spill_dir: str, small_dir: str
-) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body of the decode pass: paths -> this task's spill file and small Parquet file.
+def bucket_dir(hashes_dir: str, bucket: int) -> str:
+    return f"{hashes_dir}/bucket-{bucket:05d}"
 
-    Yields one COUNTS row (the task's part number and files decoded): Spark reads the small
-    columns back from the Parquet files, with its vectorized reader, only the columns it needs.
+
+def decode_to_spill(
+    batches: Iterable[pa.RecordBatch],
+    drop_path: str,
+    params: IngestParams,
+    spill_dir: str,
+    hashes_dir: str,
+    buckets: int,
+    small_dir: str | None,
+) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body of the decode pass: paths -> this task's spill file, hash buckets and statistics.
+
+    Yields the task's ``STATS`` rows. ``small_dir``: where to write the small columns as Parquet
+    (with ``drop_duplicates``), or None.
     """
     from pyspark import TaskContext
 
@@ -101,18 +142,132 @@ def decode_to_spill(
     part = context.partitionId()
     spill_file = spill_path(spill_dir, part)
     spill_tmp = f"{spill_dir}/.part-{part:05d}.{context.attemptNumber()}.{os.getpid()}.tmp"
-    small = _PartWriter(small_dir, part, SMALL_SCHEMA, SMALL_ROW_BYTES, _DICTIONARY_COLUMNS)
-    files = 0
+    small = _PartWriter(small_dir, part, SMALL_SCHEMA, SMALL_ROW_BYTES, _DICTIONARY_COLUMNS) if small_dir else None
+    stats = _Stats()
+    hashed: list[pa.RecordBatch] = []
     with pa.OSFile(spill_tmp, "wb") as sink, pa.ipc.new_stream(sink, SPILL_SCHEMA) as spill:
         for batch in decode_local(batches, drop_path, params):
             spill.write_batch(batch.select(SPILL_SCHEMA.names))
             columns = dict(zip(batch.schema.names, batch.columns, strict=True))
             columns[PART] = pa.array(np.full(batch.num_rows, part, dtype=np.int32))
-            small.add(_batch(columns, SMALL_SCHEMA))
-            files += batch.num_rows
+            stats.add(batch)
+            hashed.append(_batch(columns, _HASHED_SCHEMA).filter(pc.is_null(batch.column(schema.REASON))))
+            if small is not None:
+                small.add(_batch(columns, SMALL_SCHEMA))
     os.replace(spill_tmp, spill_file)
-    small.close()
-    yield pa.RecordBatch.from_pydict({PART: [part], "files": [files]}, schema=_COUNTS_SCHEMA)
+    if small is not None:
+        small.close()
+    _write_buckets(pa.Table.from_batches(hashed, schema=_HASHED_SCHEMA), hashes_dir, buckets, part)
+    yield stats.batch(part)
+
+
+def _write_buckets(table: pa.Table, hashes_dir: str, buckets: int, part: int) -> None:
+    """Split a decode task's (content hash, path, part) rows by hash bucket: one file per bucket."""
+    if not table.num_rows:
+        return
+    # sha256 digests in hex: their first 8 digits are uniform, and the same in every task.
+    of_row = np.fromiter(
+        (int(digest[:8], 16) % buckets for digest in table.column(schema.CONTENT_HASH).to_pylist()),
+        dtype=np.int32,
+        count=table.num_rows,
+    )
+    for bucket in np.unique(of_row):
+        folder = bucket_dir(hashes_dir, int(bucket))
+        os.makedirs(folder, exist_ok=True)
+        final = f"{folder}/part-{part:05d}.arrow"
+        tmp = f"{folder}/.part-{part:05d}.{os.getpid()}.tmp"
+        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, _HASHED_SCHEMA) as out:
+            out.write_table(table.filter(pa.array(of_row == bucket)))
+        os.replace(tmp, final)
+
+
+class _Stats:
+    """A decode task's statistics: its batches grouped by ``_STATS_KEYS`` (pyarrow), added up here.
+
+    The same groups and sums as Spark's aggregation over the small columns (``run._summarizer``):
+    size bucket and channels only for accepted images, pixel sums and hash parts only of them.
+    """
+
+    def __init__(self) -> None:
+        self.groups: dict[tuple, list[int]] = {}
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        accepted = pc.is_null(batch.column(schema.REASON))
+        longest = pc.max_element_wise(batch.column(schema.ORIG_HEIGHT), batch.column(schema.ORIG_WIDTH), 1)
+        longest = longest.to_numpy(zero_copy_only=False).astype(np.int64)
+        # 1 << bit_length(longest - 1), as summary.size_bucket: 2 ** ceil(log2(longest)), exact here
+        edge = np.left_shift(1, np.ceil(np.log2(np.maximum(longest, 1))).astype(np.int64))
+        nothing = pa.scalar(None, pa.int64())
+        columns = {
+            schema.REASON: batch.column(schema.REASON),
+            schema.LABEL: batch.column(schema.LABEL),
+            SIZE_EDGE: pc.if_else(accepted, pa.array(edge, pa.int64()), nothing),
+            schema.ORIG_CHANNELS: pc.if_else(accepted, batch.column(schema.ORIG_CHANNELS), pa.scalar(None, pa.int32())),
+            schema.SIZE: batch.column(schema.SIZE),
+            **{name: pc.if_else(accepted, batch.column(name), nothing) for name in schema.DECODE_STATS},
+        }
+        grouped = pa.table(columns).group_by(list(_STATS_KEYS), use_threads=False)
+        sums = grouped.aggregate([([], "count_all"), *[(name, "sum") for name in _STATS_SUMS]])
+        names = ["count_all", *[f"{name}_sum" for name in _STATS_SUMS]]
+        keys = zip(*[sums.column(name).to_pylist() for name in _STATS_KEYS], strict=True)
+        values = zip(*[sums.column(name).to_pylist() for name in names], strict=True)
+        for key, row in zip(keys, values, strict=True):
+            total = self.groups.setdefault(key, [0] * len(names))
+            for i, value in enumerate(row):
+                total[i] += value or 0
+
+    def batch(self, part: int) -> pa.RecordBatch:
+        keys, values = list(self.groups), list(self.groups.values())
+        columns = {PART: [part] * len(keys)}
+        for i, name in enumerate(_STATS_KEYS):
+            columns[name] = [key[i] for key in keys]
+        for i, name in enumerate(["files", "bytes", *schema.DECODE_STATS]):
+            columns[name] = [row[i] for row in values]
+        return pa.RecordBatch.from_pydict(columns, schema=_STATS_SCHEMA)
+
+
+def find_duplicates(batches: Iterable[pa.RecordBatch], hashes_dir: str, dups_dir: str) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body of the duplicates pass: bucket numbers (``id``) -> (bucket, groups, files).
+
+    A duplicate is an accepted file whose content hash an earlier path (in path order) has. Each
+    bucket's duplicates are written as ``dups_dir/part=<decode task>/bucket-NNNNN.parquet``
+    (``path``, ``FIRST``): the write pass of a range reads only its own folder.
+    """
+    for batch in batches:
+        for bucket in batch.column("id").to_pylist():
+            groups, files = _bucket_duplicates(int(bucket), hashes_dir, dups_dir)
+            yield pa.RecordBatch.from_pydict(
+                {"bucket": [bucket], "groups": [groups], "files": [files]}, schema=_FOUND_SCHEMA
+            )
+
+
+def _bucket_duplicates(bucket: int, hashes_dir: str, dups_dir: str) -> tuple[int, int]:
+    folder = bucket_dir(hashes_dir, bucket)
+    names = sorted(glob.glob(f"{glob.escape(folder)}/part-*.arrow"))
+    if not names:
+        return 0, 0
+    tables = []
+    for name in names:
+        with pa.memory_map(name) as source:
+            tables.append(pa.ipc.open_file(source).read_all())
+    rows = pa.concat_tables(tables)
+    per_hash = rows.group_by(schema.CONTENT_HASH, use_threads=False).aggregate(
+        [(schema.PATH, "min"), (schema.PATH, "count")]
+    )
+    shared = per_hash.filter(pc.greater(per_hash.column(f"{schema.PATH}_count"), 1))
+    if not shared.num_rows:
+        return 0, 0
+    firsts = shared.select([schema.CONTENT_HASH, f"{schema.PATH}_min"]).rename_columns([schema.CONTENT_HASH, FIRST])
+    joined = rows.join(firsts, schema.CONTENT_HASH, join_type="inner", use_threads=False)
+    duplicates = joined.filter(pc.not_equal(joined.column(schema.PATH), joined.column(FIRST)))
+    for part in pc.unique(duplicates.column(PART)).to_pylist():
+        out = f"{dups_dir}/{PART}={part}"
+        os.makedirs(out, exist_ok=True)
+        chosen = duplicates.filter(pc.equal(duplicates.column(PART), part)).select([schema.PATH, FIRST])
+        tmp = f"{out}/.bucket-{bucket:05d}.{os.getpid()}.tmp"
+        pq.write_table(chosen.sort_by(schema.PATH), tmp)
+        os.replace(tmp, f"{out}/bucket-{bucket:05d}.parquet")
+    return shared.num_rows, duplicates.num_rows
 
 
 def write_parts(

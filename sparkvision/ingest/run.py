@@ -13,7 +13,9 @@ How it reads many small files (the choices, briefly):
   into path ranges of about equal size; each decode task reads its range from the runs and its
   Python worker reads and decodes each file itself. No process ever holds the whole listing, the
   JVM never opens a file, and no pixel is shuffled or sorted: each decode task's range becomes
-  one curated file as it is.
+  one curated file as it is. The decode tasks add up their statistics and split their content
+  hashes into buckets; Python tasks find the duplicates bucket by bucket (``parts``), so the JVM
+  sorts nothing either.
 - Other Hadoop filesystems (``hdfs://``): tasks list the drop (``hadoop.list_files``), a range
   partitioning on path gives each decode task one sorted path range, and its JVM reads the
   bytes, many files in flight (Python workers have no HDFS client: no libhdfs here, no JVM in
@@ -89,10 +91,11 @@ PARQUET_WRITE_OPTIONS = {
 #: file:// roots: no decode task for fewer files than this (see ``decode_partitions``).
 MIN_FILES_PER_TASK = 10_000
 #: file:// roots: folders of the staged output that are removed before the commit: the listing's
-#: runs (read by the decode pass), the decode tasks' spill files and small columns, and the
-#: duplicates table (read by the write pass).
+#: runs (read by the decode pass), the decode tasks' spill files, hash buckets and (with
+#: drop_duplicates) small columns, and the duplicates table (read by the write pass).
 LISTING_DIR = "_listing"
 SPILL_DIR = "_spill"
+HASHES_DIR = "_hashes"
 SMALL_DIR = "_small"
 DUPLICATES_DIR = "_duplicates"
 
@@ -168,10 +171,11 @@ def ingest_local(spark, paths: DatasetPaths, params: IngestParams, started: floa
 
     Listing tasks write the drop's paths as sorted runs in the staging folder (``listing``); the
     driver cuts them into path ranges of about equal size, one per decode task. Its Python worker
-    reads and decodes the range's files, keeps the decoded rows in a spill file and writes their
-    small columns (``parts.SMALL_SCHEMA``) as a Parquet file. Spark finds the duplicates and adds
-    up the statistics from those; then each decode task's range is written as one curated file
-    by a Python worker (``parts.write_parts``).
+    reads and decodes the range's files, keeps the decoded rows in a spill file, adds up their
+    statistics and splits their content hashes by bucket. One Python task per bucket finds the
+    duplicates; then each decode task's range is written as one curated file by a Python worker
+    (``parts.write_parts``). With ``drop_duplicates`` (duplicates become rejects, which changes
+    the statistics) Spark adds up the statistics from the decode tasks' small columns instead.
     """
     from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -192,19 +196,21 @@ def ingest_local(spark, paths: DatasetPaths, params: IngestParams, started: floa
         )
         with phase(spark, "decode"):
             ranges = listing.plan_ranges(batches, tasks)
-            decoded = _decode_local(spark, ranges, drop_path, work, params)
+            stats = _decode_local(spark, ranges, drop_path, work, params)
+        decoded = sum(row["files"] for row in stats)
         if decoded != found:
             raise AccountingError(f"accounting error: decoded {decoded} files, listed {found}")
         fs.delete(f"{tmp}/{LISTING_DIR}")
-        small = spark.read.schema(from_arrow_schema(parts.SMALL_SCHEMA)).parquet(f"{tmp}/{SMALL_DIR}")
         with phase(spark, "duplicates"):
-            duplicates = _find_duplicates(small, f"{tmp}/{DUPLICATES_DIR}")
+            duplicates = _find_duplicates(spark, work, tasks)
         log.info("decoded (%.1fs); duplicates %s", time.monotonic() - started, duplicates)
-        counted = small
         if params.drop_duplicates and duplicates["files"]:
-            counted = _as_dropped(small, spark.read.parquet(f"{tmp}/{DUPLICATES_DIR}").select(schema.PATH))
-        with phase(spark, "statistics"):
-            summary = _summarizer(params)(counted)
+            small = spark.read.schema(from_arrow_schema(parts.SMALL_SCHEMA)).parquet(f"{tmp}/{SMALL_DIR}")
+            dropped = _as_dropped(small, spark.read.parquet(f"{tmp}/{DUPLICATES_DIR}").select(schema.PATH))
+            with phase(spark, "statistics"):
+                summary = _summarizer(params)(dropped)
+        else:
+            summary = fold_summary(stats, params.spec)
         summary["duplicates"] = 0 if params.drop_duplicates else duplicates["files"]
         log.info("summarized (%.1fs)", time.monotonic() - started)
         manifest, label_index, failed = _manifest(fs, summary, found, duplicates, paths, params)
@@ -213,7 +219,7 @@ def ingest_local(spark, paths: DatasetPaths, params: IngestParams, started: floa
         expected = (0 if failed else manifest["accepted"], manifest["rejected"])
         if (written["images"], written["rejects"]) != expected:
             raise AccountingError(f"accounting error: wrote {written}, expected {expected}")
-        for folder in (SPILL_DIR, SMALL_DIR, DUPLICATES_DIR):
+        for folder in (SPILL_DIR, HASHES_DIR, SMALL_DIR, DUPLICATES_DIR):
             fs.delete(f"{tmp}/{folder}")
         if not failed:
             manifest["output_files"] = written["files"]
@@ -239,49 +245,38 @@ def _list_local(spark, drop_path: str, listing_dir: str) -> list[listing.Batch]:
     return [listing.Batch(row["run"], row["batch"], row["files"], row["first"]) for row in rows]
 
 
-def _decode_local(spark, ranges: list[listing.PathRange], drop_path: str, work: str, params: IngestParams) -> int:
+def _decode_local(
+    spark, ranges: list[listing.PathRange], drop_path: str, work: str, params: IngestParams
+) -> list[dict]:
     """The decode pass: one task per path range, each decoding its files into its spill file and
-    its Parquet file of small columns (under ``work``); returns the files decoded."""
-    spill_dir, small_dir, listing_dir = f"{work}/{SPILL_DIR}", f"{work}/{SMALL_DIR}", f"{work}/{LISTING_DIR}"
-    for folder in (spill_dir, small_dir):
+    hash buckets (under ``work``); returns the tasks' statistics rows (``parts.STATS``)."""
+    spill_dir, hashes_dir, listing_dir = f"{work}/{SPILL_DIR}", f"{work}/{HASHES_DIR}", f"{work}/{LISTING_DIR}"
+    small_dir = f"{work}/{SMALL_DIR}" if params.drop_duplicates else None
+    for folder in (spill_dir, hashes_dir):
         os.makedirs(folder)
     tasks = len(ranges)
 
     def decode(ids):
         paths = listing.range_batches(ids, listing_dir, ranges)
-        return parts.decode_to_spill(paths, drop_path, params, spill_dir, small_dir)
+        return parts.decode_to_spill(paths, drop_path, params, spill_dir, hashes_dir, tasks, small_dir)
 
-    counts = spark.range(0, tasks, 1, tasks).mapInArrow(decode, parts.COUNTS).collect()
-    return sum(row["files"] for row in counts)
+    return [row.asDict() for row in spark.range(0, tasks, 1, tasks).mapInArrow(decode, parts.STATS).collect()]
 
 
-def _find_duplicates(small, out: str) -> dict:
-    """Write the duplicates table (``part``, ``path``, ``parts.FIRST``; partitioned by part) to ``out``.
+def _find_duplicates(spark, work: str, buckets: int) -> dict:
+    """The duplicates pass: one Python task per hash bucket writes the duplicates table
+    (``part``=<decode task>/, ``path``, ``parts.FIRST``) under ``work``.
 
-    A duplicate is an accepted file whose content hash an earlier path (in path order) has. One
-    job: the accepted rows are grouped by hash with a window (a shuffle of hashes and paths; a
-    large group spills, it is never held whole) and the counts are observed on the way to the
-    write. Returns {"groups": duplicate groups, "files": files that duplicate an earlier one}.
+    Returns {"groups": duplicate groups, "files": files that duplicate an earlier one}.
     """
-    from pyspark.sql import Observation, Window
-    from pyspark.sql import functions as F
-
-    group = Window.partitionBy(schema.CONTENT_HASH)
-    grouped = (
-        small.filter(F.col(schema.REASON).isNull())
-        .select(schema.CONTENT_HASH, schema.PATH, parts.PART)
-        .withColumn(parts.FIRST, F.min(schema.PATH).over(group))
-        .withColumn("_n", F.count("*").over(group))
-        .filter(F.col("_n") > 1)
+    hashes_dir, dups_dir = f"{work}/{HASHES_DIR}", f"{work}/{DUPLICATES_DIR}"
+    os.makedirs(dups_dir)
+    found = (
+        spark.range(0, buckets, 1, buckets)
+        .mapInArrow(lambda it: parts.find_duplicates(it, hashes_dir, dups_dir), parts.FOUND)
+        .collect()
     )
-    counts = Observation("duplicates")
-    first = F.col(schema.PATH) == F.col(parts.FIRST)
-    observed = grouped.observe(
-        counts, F.count(F.when(first, 1)).alias("groups"), F.count(F.when(~first, 1)).alias("files")
-    )
-    observed.filter(~first).select(parts.PART, schema.PATH, parts.FIRST).write.partitionBy(parts.PART).parquet(out)
-    found = counts.get
-    return {"groups": found.get("groups", 0), "files": found.get("files", 0)}
+    return {"groups": sum(row["groups"] for row in found), "files": sum(row["files"] for row in found)}
 
 
 def _as_dropped(small, duplicates):

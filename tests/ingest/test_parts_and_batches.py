@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import cv2
 import numpy as np
 import pyarrow as pa
@@ -115,3 +117,73 @@ def test_decode_read_rows_say_why_a_file_was_not_read():
     rows = out.to_pylist()
     assert [r[schema.REASON] for r in rows] == [None, images.FILE_TOO_LARGE, images.UNREADABLE]
     assert rows[1][schema.SIZE] == 5000 and "FileNotFoundException" in rows[2][schema.DETAIL]
+
+
+def test_duplicates_pass_finds_the_first_path_of_each_content_across_tasks_and_buckets(tmp_path):
+    """Decode tasks split their (content hash, path) rows by bucket; one task per bucket finds
+    the duplicates; each decode task's range gets its own folder. Checked against a plain loop."""
+    rows = [(f"{label}/{i:03d}.png", f"content {i * 7 % 5 if i % 3 else i % 4}") for label in "xy" for i in range(40)]
+    rows.append(("z/only.png", "content of one file"))
+    ranges = [rows[:30], rows[30:61], rows[61:]]  # three decode tasks, each a path range
+    hashes_dir, dups_dir, buckets = tmp_path / "hashes", tmp_path / "dups", 3
+    for part, chunk in enumerate(ranges):
+        table = pa.table(
+            {
+                schema.CONTENT_HASH: [hashlib.sha256(content.encode()).hexdigest() for _, content in chunk],
+                schema.PATH: [path for path, _ in chunk],
+                parts.PART: pa.array([part] * len(chunk), pa.int32()),
+            }
+        )
+        parts._write_buckets(table, str(hashes_dir), buckets, part)
+    assert sorted(p.name for p in hashes_dir.iterdir()) == [f"bucket-{b:05d}" for b in range(buckets)]
+    ids = pa.RecordBatch.from_pydict({"id": list(range(buckets))})
+    found = pa.Table.from_batches(list(parts.find_duplicates([ids], str(hashes_dir), str(dups_dir))))
+
+    first: dict[str, str] = {}
+    for path, content in sorted(rows):
+        first.setdefault(content, path)
+    part_of = {path: part for part, chunk in enumerate(ranges) for path, _ in chunk}
+    expected = {(part_of[path], path, first[content]) for path, content in rows if first[content] != path}
+    written = set()
+    for folder in dups_dir.iterdir():
+        part = int(folder.name.split("=")[1])
+        for name in folder.glob("*.parquet"):
+            table = pq.read_table(name)
+            pairs = zip(table[schema.PATH].to_pylist(), table[parts.FIRST].to_pylist(), strict=True)
+            written |= {(part, path, first_path) for path, first_path in pairs}
+    assert written == expected and len(expected) == len(rows) - 1 - 5
+    assert sum(found["files"].to_pylist()) == len(expected) and sum(found["groups"].to_pylist()) == 5
+    assert parts._duplicates_of(str(dups_dir), 1) == {path: f for part, path, f in expected if part == 1}
+
+
+def test_decode_task_statistics_are_the_groups_of_the_spark_aggregation():
+    """A decode task's STATS rows: per (reason, label, size bucket, channels), as ``_summarizer``."""
+    from sparkvision.ingest.summary import fold_summary, size_bucket
+
+    params = IngestParams()
+    wide = cv2.imencode(".png", np.full((20, 33), 9, np.uint8))[1].tobytes()  # longest side 33 -> 64
+    more = [("b/wide.png", wide, None, None), ("a/one.png", png(7), None, None)]
+    batches = [*decode_files(RECORDS, params), *decode_files(more, params)]  # groups add up across batches
+    stats = parts._Stats()
+    for batch in batches:
+        stats.add(batch)
+    rows = stats.batch(3).to_pylist()
+    assert {row[parts.PART] for row in rows} == {3}
+    expected: dict = {}
+    for row in (row for batch in batches for row in batch.to_pylist()):
+        accepted = row[schema.REASON] is None
+        edge = int(size_bucket(row[schema.ORIG_HEIGHT], row[schema.ORIG_WIDTH])[2:]) if accepted else None
+        key = (row[schema.REASON], row[schema.LABEL], edge, row[schema.ORIG_CHANNELS] if accepted else None)
+        total = expected.setdefault(key, [0, 0, 0, 0])
+        total[0] += 1
+        total[1] += row[schema.SIZE]
+        total[2] += row[schema.PIXEL_SUMS[0]] if accepted else 0
+        total[3] += row[schema.HASH_PART_LO] if accepted else 0
+    names = ("files", "bytes", schema.PIXEL_SUMS[0], schema.HASH_PART_LO)
+    got = {
+        (r[schema.REASON], r[schema.LABEL], r[parts.SIZE_EDGE], r[schema.ORIG_CHANNELS]): [r[n] for n in names]
+        for r in rows
+    }
+    assert got == expected and got[(None, "b", 64, 1)][0] == 1 and got[(None, "a", 32, 1)][0] == 3
+    summary = fold_summary(rows, params.spec)
+    assert summary["sizes"] == {"<=32": 4, "<=64": 1} and summary["groups"][f"{images.NOT_IMAGE}|b"][0] == 1
