@@ -162,15 +162,10 @@ def decode_to_spill(
 
 
 def _write_buckets(table: pa.Table, hashes_dir: str, buckets: int, part: int) -> None:
-    """Split a decode task's (content hash, path, part) rows by hash bucket: one file per bucket."""
+    """Split a decode task's (content hash, path) rows by hash bucket: one file per bucket."""
     if not table.num_rows:
         return
-    # sha256 digests in hex: their first 8 digits are uniform, and the same in every task.
-    of_row = np.fromiter(
-        (int(digest[:8], 16) % buckets for digest in table.column(schema.CONTENT_HASH).to_pylist()),
-        dtype=np.int32,
-        count=table.num_rows,
-    )
+    of_row = np.concatenate([_bucket_of(chunk, buckets) for chunk in table.column(schema.CONTENT_HASH).chunks])
     for bucket in np.unique(of_row):
         folder = bucket_dir(hashes_dir, int(bucket))
         os.makedirs(folder, exist_ok=True)
@@ -181,15 +176,38 @@ def _write_buckets(table: pa.Table, hashes_dir: str, buckets: int, part: int) ->
         os.replace(tmp, final)
 
 
+#: Hex digit -> value, for the bytes of a lowercase hex digest.
+_HEX = np.zeros(256, np.uint32)
+_HEX[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint32)
+
+
+def _bucket_of(digests: pa.StringArray, buckets: int) -> np.ndarray:
+    """The bucket of each sha256 hex digest: its first 8 digits (32 uniform bits) modulo ``buckets``.
+
+    Read from the Arrow string buffers directly (a Python loop would parse 100,000 strings a task).
+    """
+    offsets = np.frombuffer(digests.buffers()[1], np.int32)[digests.offset : digests.offset + len(digests)]
+    data = np.frombuffer(digests.buffers()[2], np.uint8)
+    value = np.zeros(len(digests), np.uint64)
+    for k in range(8):
+        value = (value << np.uint64(4)) | _HEX[data[offsets + k]].astype(np.uint64)
+    return (value % np.uint64(buckets)).astype(np.int32)
+
+
 class _Stats:
-    """A decode task's statistics: its batches grouped by ``_STATS_KEYS`` (pyarrow), added up here.
+    """A decode task's statistics: its rows grouped by ``_STATS_KEYS`` (pyarrow), added up here.
 
     The same groups and sums as Spark's aggregation over the small columns (``run._summarizer``):
     size bucket and channels only for accepted images, pixel sums and hash parts only of them.
+    Batches are grouped ``GROUP_ROWS`` rows at a time (a group-by per batch of 1,000 costs more).
     """
+
+    GROUP_ROWS = 64 * 1024
 
     def __init__(self) -> None:
         self.groups: dict[tuple, list[int]] = {}
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
 
     def add(self, batch: pa.RecordBatch) -> None:
         accepted = pc.is_null(batch.column(schema.REASON))
@@ -206,7 +224,16 @@ class _Stats:
             schema.SIZE: batch.column(schema.SIZE),
             **{name: pc.if_else(accepted, batch.column(name), nothing) for name in schema.DECODE_STATS},
         }
-        grouped = pa.table(columns).group_by(list(_STATS_KEYS), use_threads=False)
+        self.pending.append(pa.table(columns))
+        self.pending_rows += batch.num_rows
+        if self.pending_rows >= self.GROUP_ROWS:
+            self._group()
+
+    def _group(self) -> None:
+        if not self.pending:
+            return
+        grouped = pa.concat_tables(self.pending).group_by(list(_STATS_KEYS), use_threads=False)
+        self.pending, self.pending_rows = [], 0
         sums = grouped.aggregate([([], "count_all"), *[(name, "sum") for name in _STATS_SUMS]])
         names = ["count_all", *[f"{name}_sum" for name in _STATS_SUMS]]
         keys = zip(*[sums.column(name).to_pylist() for name in _STATS_KEYS], strict=True)
@@ -217,6 +244,7 @@ class _Stats:
                 total[i] += value or 0
 
     def batch(self, part: int) -> pa.RecordBatch:
+        self._group()
         keys, values = list(self.groups), list(self.groups.values())
         columns = {PART: [part] * len(keys)}
         for i, name in enumerate(_STATS_KEYS):
@@ -401,10 +429,15 @@ def _write_part(
 
 
 def _spilled(path: str) -> Iterator[pa.RecordBatch]:
-    """The batches of a spill file, none when there is none (a decode task over no files)."""
+    """The batches of a spill file, none when there is none (a decode task over no files).
+
+    Read, not memory-mapped: a mapped file's pages stay in the worker's resident memory until
+    the end, so the worker would grow with its range (up to ``target_file_mb``) instead of
+    holding one batch at a time.
+    """
     if not os.path.exists(path):
         return
-    with pa.memory_map(path) as source:
+    with pa.OSFile(path, "rb") as source:
         yield from pa.ipc.open_stream(source)
 
 

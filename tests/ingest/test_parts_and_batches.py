@@ -187,3 +187,11 @@ def test_decode_task_statistics_are_the_groups_of_the_spark_aggregation():
     assert got == expected and got[(None, "b", 64, 1)][0] == 1 and got[(None, "a", 32, 1)][0] == 3
     summary = fold_summary(rows, params.spec)
     assert summary["sizes"] == {"<=32": 4, "<=64": 1} and summary["groups"][f"{images.NOT_IMAGE}|b"][0] == 1
+
+
+def test_hash_buckets_are_the_digests_first_32_bits_modulo_the_buckets():
+    digests = pa.array([hashlib.sha256(str(i).encode()).hexdigest() for i in range(1000)])
+    for array in (digests, digests.slice(3, 500)):  # an Arrow slice starts inside the buffers
+        expected = [int(digest[:8], 16) % 7 for digest in array.to_pylist()]
+        assert parts._bucket_of(array, 7).tolist() == expected
+    assert sorted(set(parts._bucket_of(digests, 7).tolist())) == list(range(7))
