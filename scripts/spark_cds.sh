@@ -16,7 +16,7 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # Current when newer than the jars, the JDK and the code that decides which classes a job loads.
 current=1
-for input in "$JARS_DIR" "$(readlink -f "$(command -v java)")" sparkvision/ingest/*.py sparkvision/config/*.py sparkvision/platform/*.py; do
+for input in "$JARS_DIR" "$(readlink -f "$(command -v java)")" scripts/spark_cds_warmup.py sparkvision/ingest/*.py sparkvision/config/*.py sparkvision/platform/*.py; do
   [ -f "$ARCHIVE" ] && [ "$ARCHIVE" -nt "$input" ] || current=0
 done
 [ "$current" = 1 ] && exit 0
@@ -43,6 +43,6 @@ PY
 unset SPARK_SUBMIT_OPTS  # build the archive without using an older one
 spark-submit --master "local[2]" --conf spark.ui.enabled=false \
   --conf "spark.driver.extraJavaOptions=-XX:ArchiveClassesAtExit=$WORK/spark.jsa -Xlog:cds=off -Xlog:cds+dynamic=off" \
-  spark_jobs/ingest.py --root "file://$WORK" dataset=warmup version=v1 > "$WORK/ingest.log" 2>&1 \
+  scripts/spark_cds_warmup.py "file://$WORK" > "$WORK/ingest.log" 2>&1 \
   || { tail -40 "$WORK/ingest.log"; exit 1; }
 mv -f "$WORK/spark.jsa" "$ARCHIVE"

@@ -134,13 +134,15 @@ def ingest_conf(spark) -> dict[str, str]:
 
 
 def list_drop(spark, paths: DatasetPaths):
-    """List the drop in tasks (the one listing of the run), cached and counted: (path, length) rows."""
+    """List the drop in tasks (the one listing of the run), cached and counted.
+
+    Returns ((path, length) rows, how many).
+    """
     from pyspark.storagelevel import StorageLevel
 
     listing = hadoop.list_files(spark, paths.raw).persist(StorageLevel.DISK_ONLY)
     with phase(spark, "listing"):
-        listing.count()
-    return listing
+        return listing, listing.count()
 
 
 def run_ingest(spark, paths: DatasetPaths, params: IngestParams) -> dict:
@@ -153,7 +155,7 @@ def run_ingest(spark, paths: DatasetPaths, params: IngestParams) -> dict:
     with session_conf(spark, ingest_conf(spark)):
         if paths.raw.startswith("file:"):
             return ingest_local(spark, paths, params, started)
-        return ingest_listed(spark, list_drop(spark, paths), paths, params, started)
+        return ingest_listed(spark, *list_drop(spark, paths), paths, params, started)
 
 
 def decode_partitions(found: int, params: IngestParams, parallelism: int) -> int:
@@ -309,14 +311,15 @@ def _write_local(spark, work: str, tasks: int, label_index, params: IngestParams
     }
 
 
-def ingest_listed(spark, listing, paths: DatasetPaths, params: IngestParams, started: float | None = None) -> dict:
-    """Ingest the files of a listing made by ``list_drop`` (any Hadoop filesystem; tests remove
-    files in between): the JVM reads them, many at a time per task (``hadoop.read_files``)."""
+def ingest_listed(
+    spark, listing, found: int, paths: DatasetPaths, params: IngestParams, started: float | None = None
+) -> dict:
+    """Ingest the ``found`` files of a listing made by ``list_drop`` (any Hadoop filesystem; tests
+    remove files in between): the JVM reads them, many at a time per task (``hadoop.read_files``)."""
     from pyspark.storagelevel import StorageLevel
 
     started = time.monotonic() if started is None else started
     try:
-        found = listing.count()
         tasks = decode_partitions(found, params, spark.sparkContext.defaultParallelism)
         log.info(
             "found %d files in %s (%.1fs); reading and decoding in %d tasks",

@@ -121,9 +121,9 @@ def test_mixed_corpus_exact_counts_and_reasons(spark, hadoop_fs, root, tmp_path)
     paths = lay_out(hadoop_fs, root, tmp_path, files, "mixed", "v1")
     params = IngestParams(max_rejected_share=1.0, max_file_bytes=100_000)
     with session_conf(spark, ingest_conf(spark)):
-        listing = list_drop(spark, paths)
+        listing, found = list_drop(spark, paths)
         hadoop_fs.delete(f"{paths.raw}/shirt/vanishes.png")  # gone between listing and reading
-        manifest = ingest_listed(spark, listing, paths, params)
+        manifest = ingest_listed(spark, listing, found, paths, params)
 
     for key in ("files_found", "accepted", "rejected", "rejected_by_reason", "per_label"):
         assert manifest[key] == expected[key], key
