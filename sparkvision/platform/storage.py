@@ -140,7 +140,8 @@ class HadoopFS:
 
         Unlike ``FileSystem.rename`` this never moves ``src`` *into* an existing directory: with
         ``overwrite=False`` it raises FileExistsError when ``dst`` exists (the atomic claim that a
-        publish relies on); with ``overwrite=True`` it replaces a file in one step (HDFS: the
+        publish relies on; HDFS: the NameNode's rename, local: ``_rename_noreplace``, not Hadoop's
+        check-then-rename); with ``overwrite=True`` it replaces a file in one step (HDFS: the
         NameNode's rename with OVERWRITE; local: rename(2), where Hadoop's local filesystem would
         delete the file first).
         """
