@@ -37,11 +37,10 @@ RUN_PATHS = 100_000
 BATCH_PATHS = 1_000
 #: Paths per Arrow batch handed to the decoder.
 DECODE_BATCH = 1_000
-#: What a listing task tells the driver, one row per batch of a run (Spark DDL and Arrow schema).
-BATCHES = "run string, batch int, files int, first string"
-_BATCHES_SCHEMA = pa.schema(
-    [("run", pa.string()), ("batch", pa.int32()), ("files", pa.int32()), ("first", pa.string())]
-)
+#: The drop's top-level entries (label folders, loose files), one listing task's input rows.
+ENTRIES = pa.schema([("entry", pa.string())])
+#: What a listing task tells the driver, one row per batch of a run.
+BATCHES = pa.schema([("run", pa.string()), ("batch", pa.int32()), ("files", pa.int32()), ("first", pa.string())])
 _RUN_SCHEMA = pa.schema([(schema.PATH, pa.string())])
 
 
@@ -101,7 +100,7 @@ def write_run(paths: list[str], listing_dir: str, name: str) -> pa.RecordBatch:
     os.replace(tmp, f"{listing_dir}/{name}")
     return pa.RecordBatch.from_pydict(
         {"run": [name] * len(sizes), "batch": list(range(len(sizes))), "files": sizes, "first": firsts},
-        schema=_BATCHES_SCHEMA,
+        schema=BATCHES,
     )
 
 

@@ -73,7 +73,7 @@ SIZE_EDGE = "size_edge"
 #: adds up): the group's files and bytes, and its accepted images' pixel sums and hash parts.
 _STATS_KEYS = (schema.REASON, schema.LABEL, SIZE_EDGE, schema.ORIG_CHANNELS)
 _STATS_SUMS = (schema.SIZE, *schema.DECODE_STATS)
-_STATS_SCHEMA = pa.schema(
+STATS = pa.schema(
     [
         (PART, pa.int32()),
         (schema.REASON, pa.string()),
@@ -85,13 +85,9 @@ _STATS_SCHEMA = pa.schema(
         *[(name, pa.int64()) for name in schema.DECODE_STATS],
     ]
 )
-_DDL_TYPES = {pa.int32(): "int", pa.int64(): "long", pa.string(): "string"}
-#: What a decode task, a duplicates task and a write task tell the driver (Spark DDL, and Arrow).
-STATS = ", ".join(f"{field.name} {_DDL_TYPES[field.type]}" for field in _STATS_SCHEMA)
-FOUND = "bucket int, groups long, files long"
-WRITTEN = f"{PART} int, images long, rejects long"
-_FOUND_SCHEMA = pa.schema([("bucket", pa.int32()), ("groups", pa.int64()), ("files", pa.int64())])
-_WRITTEN_SCHEMA = pa.schema([(PART, pa.int32()), ("images", pa.int64()), ("rejects", pa.int64())])
+#: What a duplicates task and a write task tell the driver (Arrow; Spark's types are made from these).
+FOUND = pa.schema([("bucket", pa.int32()), ("groups", pa.int64()), ("files", pa.int64())])
+WRITTEN = pa.schema([(PART, pa.int32()), ("images", pa.int64()), ("rejects", pa.int64())])
 #: What a decode task keeps of each accepted file for the duplicates pass, per hash bucket.
 _HASHED_SCHEMA = pa.schema(
     [schema.DECODED_SCHEMA.field(schema.CONTENT_HASH), schema.DECODED_SCHEMA.field(schema.PATH), (PART, pa.int32())]
@@ -166,13 +162,17 @@ def _write_buckets(table: pa.Table, hashes_dir: str, buckets: int, part: int) ->
     if not table.num_rows:
         return
     of_row = np.concatenate([_bucket_of(chunk, buckets) for chunk in table.column(schema.CONTENT_HASH).chunks])
-    for bucket in np.unique(of_row):
+    # one stable sort by bucket, then a slice per bucket (rows keep their order within a bucket)
+    order = np.argsort(of_row, kind="stable")
+    present, starts = np.unique(of_row[order], return_index=True)
+    by_bucket = table.take(pa.array(order))
+    for bucket, start, end in zip(present, starts, [*starts[1:], len(order)], strict=True):
         folder = bucket_dir(hashes_dir, int(bucket))
         os.makedirs(folder, exist_ok=True)
         final = f"{folder}/part-{part:05d}.arrow"
         tmp = f"{folder}/.part-{part:05d}.{os.getpid()}.tmp"
         with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, _HASHED_SCHEMA) as out:
-            out.write_table(table.filter(pa.array(of_row == bucket)))
+            out.write_table(by_bucket.slice(int(start), int(end - start)))
         os.replace(tmp, final)
 
 
@@ -249,9 +249,9 @@ class _Stats:
         columns = {PART: [part] * len(keys)}
         for i, name in enumerate(_STATS_KEYS):
             columns[name] = [key[i] for key in keys]
-        for i, name in enumerate(["files", "bytes", *schema.DECODE_STATS]):
+        for i, name in enumerate(STATS.names[len(columns) :]):  # the sums, after part and the keys
             columns[name] = [row[i] for row in values]
-        return pa.RecordBatch.from_pydict(columns, schema=_STATS_SCHEMA)
+        return pa.RecordBatch.from_pydict(columns, schema=STATS)
 
 
 def find_duplicates(batches: Iterable[pa.RecordBatch], hashes_dir: str, dups_dir: str) -> Iterator[pa.RecordBatch]:
@@ -264,9 +264,7 @@ def find_duplicates(batches: Iterable[pa.RecordBatch], hashes_dir: str, dups_dir
     for batch in batches:
         for bucket in batch.column("id").to_pylist():
             groups, files = _bucket_duplicates(int(bucket), hashes_dir, dups_dir)
-            yield pa.RecordBatch.from_pydict(
-                {"bucket": [bucket], "groups": [groups], "files": [files]}, schema=_FOUND_SCHEMA
-            )
+            yield pa.RecordBatch.from_pydict({"bucket": [bucket], "groups": [groups], "files": [files]}, schema=FOUND)
 
 
 def _bucket_duplicates(bucket: int, hashes_dir: str, dups_dir: str) -> tuple[int, int]:
@@ -318,7 +316,7 @@ def write_parts(
         for part in batch.column("id").to_pylist():
             counts = _write_part(part, spill_dir, dups_dir, out_dir, label_index, params, write_images)
             yield pa.RecordBatch.from_pydict(
-                {PART: [part], "images": [counts[0]], "rejects": [counts[1]]}, schema=_WRITTEN_SCHEMA
+                {PART: [part], "images": [counts[0]], "rejects": [counts[1]]}, schema=WRITTEN
             )
 
 

@@ -239,12 +239,19 @@ def _list_local(spark, drop_path: str, listing_dir: str) -> list[listing.Batch]:
     os.makedirs(listing_dir)
     entries = sorted(name for name in os.listdir(drop_path) if not skipped_name(name))
     rows = (
-        spark.createDataFrame([(name,) for name in entries] or [("",)], "entry string")
+        spark.createDataFrame([(name,) for name in entries] or [("",)], _spark_type(listing.ENTRIES))
         .filter("entry != ''")
-        .mapInArrow(lambda it: listing.write_runs(it, drop_path, listing_dir), listing.BATCHES)
+        .mapInArrow(lambda it: listing.write_runs(it, drop_path, listing_dir), _spark_type(listing.BATCHES))
         .collect()
     )
     return [listing.Batch(row["run"], row["batch"], row["files"], row["first"]) for row in rows]
+
+
+def _spark_type(arrow_schema):
+    """Spark's struct type of an Arrow schema (made in Python: a DDL string is parsed by the JVM)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(arrow_schema)
 
 
 def _decode_local(
@@ -262,7 +269,8 @@ def _decode_local(
         paths = listing.range_batches(ids, listing_dir, ranges)
         return parts.decode_to_spill(paths, drop_path, params, spill_dir, hashes_dir, tasks, small_dir)
 
-    return [row.asDict() for row in spark.range(0, tasks, 1, tasks).mapInArrow(decode, parts.STATS).collect()]
+    stats = spark.range(0, tasks, 1, tasks).mapInArrow(decode, _spark_type(parts.STATS))
+    return [row.asDict() for row in stats.collect()]
 
 
 def _find_duplicates(spark, work: str, buckets: int) -> dict:
@@ -275,7 +283,7 @@ def _find_duplicates(spark, work: str, buckets: int) -> dict:
     os.makedirs(dups_dir)
     found = (
         spark.range(0, buckets, 1, buckets)
-        .mapInArrow(lambda it: parts.find_duplicates(it, hashes_dir, dups_dir), parts.FOUND)
+        .mapInArrow(lambda it: parts.find_duplicates(it, hashes_dir, dups_dir), _spark_type(parts.FOUND))
         .collect()
     )
     return {"groups": sum(row["groups"] for row in found), "files": sum(row["files"] for row in found)}
@@ -300,7 +308,7 @@ def _write_local(spark, work: str, tasks: int, label_index, params: IngestParams
         spark.range(0, tasks, 1, tasks)
         .mapInArrow(
             lambda it: parts.write_parts(it, spill_dir, dups_dir, work, label_index, params, write_images=not failed),
-            parts.WRITTEN,
+            _spark_type(parts.WRITTEN),
         )
         .collect()
     )
