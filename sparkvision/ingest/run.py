@@ -179,8 +179,6 @@ def ingest_local(spark, paths: DatasetPaths, params: IngestParams, started: floa
     (``parts.write_parts``). With ``drop_duplicates`` (duplicates become rejects, which changes
     the statistics) Spark adds up the statistics from the decode tasks' small columns instead.
     """
-    from pyspark.sql.pandas.types import from_arrow_schema
-
     from sparkvision.platform.storage import HadoopFS
 
     started = time.monotonic() if started is None else started
@@ -207,7 +205,7 @@ def ingest_local(spark, paths: DatasetPaths, params: IngestParams, started: floa
             duplicates = _find_duplicates(spark, work, tasks)
         log.info("decoded (%.1fs); duplicates %s", time.monotonic() - started, duplicates)
         if params.drop_duplicates and duplicates["files"]:
-            small = spark.read.schema(from_arrow_schema(parts.SMALL_SCHEMA)).parquet(f"{tmp}/{SMALL_DIR}")
+            small = spark.read.schema(_spark_type(parts.SMALL_SCHEMA)).parquet(f"{tmp}/{SMALL_DIR}")
             dropped = _as_dropped(small, spark.read.parquet(f"{tmp}/{DUPLICATES_DIR}").select(schema.PATH))
             with phase(spark, "statistics"):
                 summary = _summarizer(params)(dropped)
