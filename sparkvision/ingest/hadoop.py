@@ -196,11 +196,12 @@ def _records(paths, lengths, contents, sizes, errors, limit: int):
             yield path, None, length, (images.UNREADABLE, f"listed, but could not be read: {error}")
 
 
-def read_files(spark, uri: str, listing, partitions: int, max_file_bytes: int):
+def read_files(spark, uri: str, listing, partitions: int, max_file_bytes: int, files: int = READ_BATCH_FILES):
     """Read batches (PATHS, LENGTHS, FILES) of every file of ``listing`` (``list_files``' rows).
 
     ``partitions`` tasks, each one sorted range of paths (so what is made of them can be
-    written without a shuffle). Batch inference can decode these rows with its own body.
+    written without a shuffle), read ``files`` files at most per batch. Batch inference can
+    decode these rows with its own body.
     """
     from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -208,7 +209,7 @@ def read_files(spark, uri: str, listing, partitions: int, max_file_bytes: int):
     return (
         listing.repartitionByRange(partitions, schema.PATH)
         .sortWithinPartitions(schema.PATH)
-        .mapInArrow(lambda it: read_batches(it, max_file_bytes), from_arrow_schema(READ_BATCH_SCHEMA))
+        .mapInArrow(lambda it: read_batches(it, max_file_bytes, files), from_arrow_schema(READ_BATCH_SCHEMA))
         .withColumn(FILES, read)
     )
 

@@ -1,8 +1,8 @@
 """The Hadoop reader on HDFS: the files of a batch are opened with the block locations of a folder
-listing (a NameNode call per 1,000 files, not one per file), with the same bytes; a file gone
-since the drop's listing is still an error of its own. With short-circuit reads, a local block is
-read from the DataNode's disk with a DataNode call per storage folder, not one per file, and a
-replica whose bytes do not match its checksums is not taken."""
+listing (a NameNode call per listing page, not one per file nor one per batch), with the same
+bytes; a file gone since the drop's listing is still an error of its own. With short-circuit
+reads, a local block is read from the DataNode's disk with a DataNode call per storage folder,
+not one per file, and a replica whose bytes do not match its checksums is not taken."""
 
 from __future__ import annotations
 
@@ -39,10 +39,11 @@ def _drop(hadoop_fs, hdfs, tmp_path, per_label: int = 150) -> tuple[str, str, di
     return folder, uri, contents
 
 
-def _read_all(spark, uri: str, listing) -> dict[str, tuple]:
-    """(content, error) by relative path, as ``hadoop.read_files`` reads them."""
+def _read_all(spark, uri: str, listing, tasks: int = 2, files: int = hadoop.READ_BATCH_FILES) -> dict[str, tuple]:
+    """(content, error) by relative path, as ``hadoop.read_files`` reads them (``tasks`` tasks,
+    batches of ``files`` files)."""
     read = {}
-    for row in hadoop.read_files(spark, uri, listing, 2, 1 << 20).collect():
+    for row in hadoop.read_files(spark, uri, listing, tasks, 1 << 20, files).collect():
         for path, content, error in zip(row.paths, row.files.content, row.files.error, strict=True):
             read[path] = (None if content is None else bytes(content), error)
     return read
@@ -83,6 +84,24 @@ def test_a_batch_is_opened_with_a_folder_listing_not_a_namenode_call_per_file(sp
     # no file opened by name (the gone one was asked for, and failed: the audit log has no line for that)
     assert opens == 0, calls
     assert 1 <= listings <= 8, calls
+
+
+def test_a_listing_page_is_listed_once_not_once_per_batch(spark, hadoop_fs, hdfs, tmp_path):
+    # one task reads two folders of 350 files in batches of 50: 14 batches. A listing page with
+    # locations holds up to 1,000 locations (334 files at 3 replicas), so each folder takes two
+    # pages: 4 listings in all, where a listing per batch was 14
+    folder, uri, contents = _drop(hadoop_fs, hdfs, tmp_path, per_label=350)
+    listing = hadoop.list_files(spark, uri).cache()
+    assert listing.count() == 700
+    before = _namenode_calls(hdfs, folder)
+
+    read = _read_all(spark, uri, listing, tasks=1, files=50)
+    calls = _namenode_calls(hdfs, folder)
+    listing.unpersist()
+
+    assert read == {path: (data, None) for path, data in contents.items()}
+    assert calls.get("open", 0) == before.get("open", 0), calls
+    assert 2 <= calls.get("listStatus", 0) - before.get("listStatus", 0) <= 4, (before, calls)
 
 
 def test_short_circuit_reads_ask_the_datanode_once_per_storage_folder_not_per_file(spark, hadoop_fs, hdfs, tmp_path):

@@ -1,5 +1,6 @@
 package sparkvision.jvm;
 
+import java.io.FileNotFoundException;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.util.ArrayDeque;
@@ -16,6 +17,10 @@ import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.hadoop.fs.RemoteIterator;
+import org.apache.hadoop.hdfs.DFSClient;
+import org.apache.hadoop.hdfs.DistributedFileSystem;
+import org.apache.hadoop.hdfs.protocol.DirectoryListing;
+import org.apache.hadoop.hdfs.protocol.HdfsFileStatus;
 import org.apache.spark.sql.catalyst.InternalRow;
 import org.apache.spark.sql.catalyst.expressions.GenericInternalRow;
 import org.apache.spark.sql.classic.SparkSession;
@@ -43,10 +48,11 @@ import org.apache.spark.util.SerializableConfiguration;
  *
  * <p>The driver lists only the top level of the drop (label folders and loose files: a few hundred names at most)
  * and hands them out to at most {@code tasks} tasks. Each task walks its folders with
- * {@link FileSystem#listStatusIterator} (one NameNode call per 1,000 entries on HDFS) and streams the files it
- * finds: no process holds the listing, whatever the number of files. {@code path} is relative to the drop
- * ({@code label/.../file}), {@code length} is the listed size. Names starting with {@code .} or {@code _} and names
- * ending with {@code ._COPYING_} are not part of a drop, at every level (Spark's and Hadoop's rule).
+ * {@link FileSystem#listStatusIterator} (on HDFS, its pages as the NameNode sends them, one call per 1,000
+ * entries, without a qualified {@link Path} per file) and streams the files it finds: no process holds the
+ * listing, whatever the number of files. {@code path} is relative to the drop ({@code label/.../file}),
+ * {@code length} is the listed size. Names starting with {@code .} or {@code _} and names ending with
+ * {@code ._COPYING_} are not part of a drop, at every level (Spark's and Hadoop's rule).
  */
 public class HadoopListing implements TableProvider {
   public static final StructType SCHEMA =
@@ -192,7 +198,7 @@ public class HadoopListing implements TableProvider {
     private final FileSystem fs;
     private final Path root;
     private final Entries entries;
-    private final Deque<Object[]> open = new ArrayDeque<>(); // {RemoteIterator<FileStatus>, String prefix}
+    private final Deque<Object[]> open = new ArrayDeque<>(); // {Children, String prefix}
     private int nextEntry;
     private String path;
     private long length;
@@ -204,28 +210,26 @@ public class HadoopListing implements TableProvider {
     }
 
     @Override
-    @SuppressWarnings("unchecked")
     public boolean next() throws IOException {
       while (true) {
         if (!open.isEmpty()) {
           Object[] top = open.peek();
-          RemoteIterator<FileStatus> children = (RemoteIterator<FileStatus>) top[0];
-          if (!children.hasNext()) {
+          Children children = (Children) top[0];
+          if (!children.next()) {
             open.pop();
             continue;
           }
-          FileStatus child = children.next();
-          String name = child.getPath().getName();
+          String name = children.name();
           if (skipped(name)) {
             continue;
           }
           String rel = top[1] + "/" + name;
-          if (child.isDirectory()) {
-            open.push(new Object[] {fs.listStatusIterator(child.getPath()), rel});
+          if (children.folder()) {
+            open.push(new Object[] {children.open(), rel});
             continue;
           }
           path = rel;
-          length = child.getLen();
+          length = children.length();
           return true;
         }
         if (nextEntry >= entries.names.length) {
@@ -233,13 +237,21 @@ public class HadoopListing implements TableProvider {
         }
         int i = nextEntry++;
         if (entries.folders[i]) {
-          open.push(new Object[] {fs.listStatusIterator(new Path(root, entries.names[i])), entries.names[i]});
+          open.push(new Object[] {children(new Path(root, entries.names[i])), entries.names[i]});
           continue;
         }
         path = entries.names[i];
         length = entries.lengths[i];
         return true;
       }
+    }
+
+    /** The entries of {@code folder}: on HDFS from the listing's pages as they are, else as FileStatus. */
+    private Children children(Path folder) throws IOException {
+      if (fs instanceof DistributedFileSystem dfs) {
+        return new Listed(dfs.getClient(), dfs.makeQualified(folder).toUri().getPath());
+      }
+      return new Statuses(fs, folder);
     }
 
     @Override
@@ -250,6 +262,118 @@ public class HadoopListing implements TableProvider {
     @Override
     public void close() {
       open.clear();
+    }
+  }
+
+  /** A folder's entries, one after the other: each one's name, whether it is a folder, its length. */
+  interface Children {
+    boolean next() throws IOException;
+
+    /** The entries of the current entry, a folder. */
+    Children open() throws IOException;
+
+    String name();
+
+    boolean folder();
+
+    long length();
+  }
+
+  /** Any Hadoop filesystem's listing. */
+  static final class Statuses implements Children {
+    private final FileSystem fs;
+    private final RemoteIterator<FileStatus> statuses;
+    private FileStatus current;
+
+    Statuses(FileSystem fs, Path folder) throws IOException {
+      this.fs = fs;
+      this.statuses = fs.listStatusIterator(folder);
+    }
+
+    @Override
+    public Children open() throws IOException {
+      return new Statuses(fs, current.getPath());
+    }
+
+    @Override
+    public boolean next() throws IOException {
+      current = statuses.hasNext() ? statuses.next() : null;
+      return current != null;
+    }
+
+    @Override
+    public String name() {
+      return current.getPath().getName();
+    }
+
+    @Override
+    public boolean folder() {
+      return current.isDirectory();
+    }
+
+    @Override
+    public long length() {
+      return current.getLen();
+    }
+  }
+
+  /**
+   * An HDFS folder's listing read from its pages (up to {@code dfs.ls.limit} entries per NameNode call, as
+   * {@link FileSystem#listStatusIterator} does) without making a qualified {@link Path} of every entry: that
+   * URI parsing was most of the listing's CPU in the driver JVM, more than the NameNode's answers.
+   */
+  static final class Listed implements Children {
+    private final DFSClient client;
+    private final String src;
+    private DirectoryListing page;
+    private int index;
+    private HdfsFileStatus current;
+
+    Listed(DFSClient client, String src) throws IOException {
+      this.client = client;
+      this.src = src;
+      this.page = list(HdfsFileStatus.EMPTY_NAME);
+    }
+
+    @Override
+    public Children open() throws IOException {
+      return new Listed(client, src + "/" + current.getLocalName());
+    }
+
+    private DirectoryListing list(byte[] after) throws IOException {
+      DirectoryListing listing = client.listPaths(src, after, false);
+      if (listing == null) {
+        throw new FileNotFoundException("File " + src + " does not exist.");
+      }
+      return listing;
+    }
+
+    @Override
+    public boolean next() throws IOException {
+      while (index >= page.getPartialListing().length) {
+        if (!page.hasMore()) {
+          return false;
+        }
+        page = list(page.getLastName());
+        index = 0;
+      }
+      current = page.getPartialListing()[index++];
+      return true;
+    }
+
+    @Override
+    public String name() {
+      return current.getLocalName();
+    }
+
+    @Override
+    public boolean folder() {
+      return current.isDirectory();
+    }
+
+    @Override
+    public long length() {
+      return current.getLen();
     }
   }
 }

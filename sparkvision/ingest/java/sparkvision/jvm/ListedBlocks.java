@@ -5,8 +5,11 @@ import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 
@@ -26,11 +29,11 @@ import org.apache.hadoop.security.UserGroupInformation;
  * <p>Opening an HDFS file asks the NameNode where its blocks are ({@code getBlockLocations}); for a file of a
  * few hundred bytes that call costs more client and NameNode CPU than the read. A directory listing with
  * locations returns the same answer for up to {@code dfs.ls.limit} (1,000) files at once. {@link #remember} lists
- * the window of a folder that holds a batch's names and keeps their block locations; {@link #open} opens a
- * remembered file with them (the NameNode is asked only for a file the window did not hold: one removed since
- * the drop's listing gets its {@code FileNotFoundException} as before, and so does a name the listing sorts
- * elsewhere). A block that cannot be read with the remembered locations is looked up again by the client, as
- * for any open file. {@link #forget} drops what a batch did not open.
+ * the window of a folder that holds a batch's names (unless the caller's last listing holds them) and keeps their
+ * block locations; {@link #open} opens a remembered file with them (the NameNode is asked only for a file the
+ * window did not hold: one removed since the drop's listing gets its {@code FileNotFoundException} as before, and
+ * so does a name the listing sorts elsewhere). A block that cannot be read with the remembered locations is
+ * looked up again by the client, as for any open file. {@link #forget} drops what a batch did not open.
  *
  * <p>Used on HDFS without Kerberos only: a listing carries no block access tokens, which a secure cluster asks
  * for on every read.
@@ -67,14 +70,31 @@ final class ListedBlocks {
   }
 
   /**
-   * List the window of {@code folder} (a path without scheme) from {@code names.get(0)} on, with block
-   * locations, until every one of {@code names} (sorted) was seen, the folder ends, or twice as many entries as
-   * names plus one page went by; remember the names found, adding their paths to {@code remembered} (for
-   * {@link #forget}).
+   * Remember the block locations of {@code names} (sorted, in {@code folder}, a path without scheme), adding their
+   * paths to {@code remembered} (for {@link #forget}). Names that {@code window} (what the caller listed last)
+   * holds are taken from it; else the folder is listed with locations from the first name it lacks on, until
+   * every one of them was seen, the folder ends, or twice as many entries as names plus one page went by, and
+   * that listing becomes the window. A listing page holds up to {@code dfs.ls.limit} (1,000) entries: the next
+   * batches of a task's sorted range are in the page its first batch listed, so a page is listed and parsed once,
+   * not once per batch.
    */
-  void remember(String folder, List<String> names, List<String> remembered) throws IOException {
-    Set<String> wanted = new HashSet<>(names);
-    String first = names.get(0);
+  void remember(String folder, List<String> names, List<String> remembered, Window window) throws IOException {
+    List<String> missing = new ArrayList<>();
+    for (String name : names) {
+      LocatedBlocks blocks = folder.equals(window.folder) ? window.blocks.get(name) : null;
+      if (blocks != null) {
+        keep(folder + "/" + name, blocks, remembered);
+      } else {
+        missing.add(name);
+      }
+    }
+    if (missing.isEmpty()) {
+      return;
+    }
+    window.folder = folder;
+    window.blocks.clear();
+    Set<String> wanted = new HashSet<>(missing);
+    String first = missing.get(0);
     // the first name without its last character sorts just before it: the listing starts at the first name
     byte[] after =
         first.length() > 1
@@ -86,21 +106,33 @@ final class ListedBlocks {
       for (HdfsFileStatus status : page.getPartialListing()) {
         seen++;
         String name = status.getLocalName();
-        if (status instanceof HdfsLocatedFileStatus located
-            && status.isFile()
-            && located.getLocatedBlocks() != null
-            && wanted.remove(name)) {
+        if (status instanceof HdfsLocatedFileStatus located && status.isFile() && located.getLocatedBlocks() != null) {
           // a file only (a folder or link of the same name is opened by name, and says what it is)
-          String src = folder + "/" + name;
-          client.listed.put(src, located.getLocatedBlocks());
-          remembered.add(src);
+          window.blocks.put(name, located.getLocatedBlocks());
+          if (wanted.remove(name)) {
+            keep(folder + "/" + name, located.getLocatedBlocks(), remembered);
+          }
         }
       }
-      if (wanted.isEmpty() || !page.hasMore() || seen > 2L * names.size() + page.getPartialListing().length) {
+      if (wanted.isEmpty() || !page.hasMore() || seen > 2L * missing.size() + page.getPartialListing().length) {
         break;
       }
       page = client.listPaths(folder, page.getLastName(), true);
     }
+  }
+
+  private void keep(String src, LocatedBlocks blocks, List<String> remembered) {
+    client.listed.put(src, blocks);
+    remembered.add(src);
+  }
+
+  /**
+   * What one reader listed last: the files of one listing of a folder and their block locations (one task's,
+   * at most a few pages: its memory does not grow with the drop).
+   */
+  static final class Window {
+    private String folder;
+    private final Map<String, LocatedBlocks> blocks = new HashMap<>();
   }
 
   /** Open {@code src} (a path without scheme), with its remembered locations if it has them. */

@@ -54,6 +54,7 @@ public class ReadFiles implements UDF2<String, scala.collection.Seq<String>, Row
   private transient ListedBlocks listed;
   private transient int bufferSize;
   private transient boolean localReads;
+  private transient ListedBlocks.Window window;
 
   public ReadFiles(Configuration conf, long maxBytes, int concurrency) {
     this.conf = new SerializableConfiguration(conf);
@@ -87,6 +88,7 @@ public class ReadFiles implements UDF2<String, scala.collection.Seq<String>, Row
       listed = ListedBlocks.of(fs, conf.value());
       bufferSize = conf.value().getInt("io.file.buffer.size", 4096);
       localReads = listed != null && LocalReplicas.configured(conf.value());
+      window = new ListedBlocks.Window();
     }
     UserGroupInformation user = UserGroupInformation.getCurrentUser();
     Path base = new Path(root);
@@ -123,7 +125,7 @@ public class ReadFiles implements UDF2<String, scala.collection.Seq<String>, Row
       }
       if (folder != null && !folder.equals(parent)) {
         try {
-          listed.remember(folder, names, remembered);
+          listed.remember(folder, names, remembered, window);
         } catch (IOException | RuntimeException e) {
           // opened one by one
         }
