@@ -76,6 +76,10 @@ SPARK_CONF = {
     # Bounded Python worker memory: at most this many files (and bytes) per Arrow batch.
     "spark.sql.execution.arrow.maxRecordsPerBatch": "1000",
     "spark.sql.execution.arrow.maxBytesPerBatch": str(64 * 1024 * 1024),
+    # The decoded rows cached on disk (Hadoop filesystems) as they are: their columns are mostly
+    # pixels and unique strings, which the cache's column encodings do not shrink, and trying
+    # them costs the driver JVM CPU (70,000-file HDFS ingest: 15.6 against 16.2 CPU-s, docs/ingest.md).
+    "spark.sql.inMemoryColumnarStorage.compressed": "false",
 }
 #: Parquet writer options of images.parquet. Row groups of 32 MiB: a writer buffers one row group,
 #: so its memory stays the same for files of 16 or 128 MiB. No dictionary for the columns whose
