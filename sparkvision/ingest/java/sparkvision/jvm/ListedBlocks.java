@@ -24,16 +24,17 @@ import org.apache.hadoop.hdfs.protocol.LocatedBlocks;
 import org.apache.hadoop.security.UserGroupInformation;
 
 /**
- * Opens many small HDFS files of one folder with one NameNode call per 1,000 files instead of one per file.
+ * Opens many small HDFS files of one folder with one NameNode call per listing page instead of one per file.
  *
  * <p>Opening an HDFS file asks the NameNode where its blocks are ({@code getBlockLocations}); for a file of a
  * few hundred bytes that call costs more client and NameNode CPU than the read. A directory listing with
- * locations returns the same answer for up to {@code dfs.ls.limit} (1,000) files at once. {@link #remember} lists
- * the window of a folder that holds a batch's names (unless the caller's last listing holds them) and keeps their
- * block locations; {@link #open} opens a remembered file with them (the NameNode is asked only for a file the
- * window did not hold: one removed since the drop's listing gets its {@code FileNotFoundException} as before, and
- * so does a name the listing sorts elsewhere). A block that cannot be read with the remembered locations is
- * looked up again by the client, as for any open file. {@link #forget} drops what a batch did not open.
+ * locations returns the same answer for many files at once (a page holds up to {@code dfs.ls.limit}, 1,000, block
+ * locations: 500 one-block files at 2 replicas). {@link #remember} lists the window of a folder that holds a
+ * batch's names (unless the caller's last listing holds them) and keeps their block locations; {@link #open}
+ * opens a remembered file with them (the NameNode is asked only for a file the window did not hold: one removed
+ * since the drop's listing gets its {@code FileNotFoundException} as before, and so does a name the listing
+ * sorts elsewhere). A block that cannot be read with the remembered locations is looked up again by the client,
+ * as for any open file. {@link #forget} drops what a batch did not open.
  *
  * <p>Used on HDFS without Kerberos only: a listing carries no block access tokens, which a secure cluster asks
  * for on every read.
@@ -74,9 +75,9 @@ final class ListedBlocks {
    * paths to {@code remembered} (for {@link #forget}). Names that {@code window} (what the caller listed last)
    * holds are taken from it; else the folder is listed with locations from the first name it lacks on, until
    * every one of them was seen, the folder ends, or twice as many entries as names plus one page went by, and
-   * that listing becomes the window. A listing page holds up to {@code dfs.ls.limit} (1,000) entries: the next
-   * batches of a task's sorted range are in the page its first batch listed, so a page is listed and parsed once,
-   * not once per batch.
+   * that listing becomes the window. A listing page holds up to {@code dfs.ls.limit} (1,000) block locations: the
+   * next batches of a task's sorted range are mostly in the page its first batch listed, so a page is listed and
+   * parsed once, not once per batch.
    */
   void remember(String folder, List<String> names, List<String> remembered, Window window) throws IOException {
     List<String> missing = new ArrayList<>();
