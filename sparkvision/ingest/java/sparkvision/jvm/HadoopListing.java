@@ -219,17 +219,16 @@ public class HadoopListing implements TableProvider {
             open.pop();
             continue;
           }
-          String name = children.name();
-          if (skipped(name)) {
+          if (skipped(children.name)) {
             continue;
           }
-          String rel = top[1] + "/" + name;
-          if (children.folder()) {
+          String rel = top[1] + "/" + children.name;
+          if (children.folder) {
             open.push(new Object[] {children.open(), rel});
             continue;
           }
           path = rel;
-          length = children.length();
+          length = children.length;
           return true;
         }
         if (nextEntry >= entries.names.length) {
@@ -265,22 +264,22 @@ public class HadoopListing implements TableProvider {
     }
   }
 
-  /** A folder's entries, one after the other: each one's name, whether it is a folder, its length. */
-  interface Children {
-    boolean next() throws IOException;
+  /** A folder's entries, one after the other: {@link #next} makes the next one current. */
+  abstract static class Children {
+    /** The current entry's name, whether it is a folder, its length. */
+    String name;
+    boolean folder;
+    long length;
+
+    /** Whether there is a next entry (then current). */
+    abstract boolean next() throws IOException;
 
     /** The entries of the current entry, a folder. */
-    Children open() throws IOException;
-
-    String name();
-
-    boolean folder();
-
-    long length();
+    abstract Children open() throws IOException;
   }
 
   /** Any Hadoop filesystem's listing. */
-  static final class Statuses implements Children {
+  static final class Statuses extends Children {
     private final FileSystem fs;
     private final RemoteIterator<FileStatus> statuses;
     private FileStatus current;
@@ -291,29 +290,20 @@ public class HadoopListing implements TableProvider {
     }
 
     @Override
-    public Children open() throws IOException {
+    Children open() throws IOException {
       return new Statuses(fs, current.getPath());
     }
 
     @Override
-    public boolean next() throws IOException {
-      current = statuses.hasNext() ? statuses.next() : null;
-      return current != null;
-    }
-
-    @Override
-    public String name() {
-      return current.getPath().getName();
-    }
-
-    @Override
-    public boolean folder() {
-      return current.isDirectory();
-    }
-
-    @Override
-    public long length() {
-      return current.getLen();
+    boolean next() throws IOException {
+      if (!statuses.hasNext()) {
+        return false;
+      }
+      current = statuses.next();
+      name = current.getPath().getName();
+      folder = current.isDirectory();
+      length = current.getLen();
+      return true;
     }
   }
 
@@ -322,12 +312,11 @@ public class HadoopListing implements TableProvider {
    * {@link FileSystem#listStatusIterator} does) without making a qualified {@link Path} of every entry: that
    * URI parsing was most of the listing's CPU in the driver JVM, more than the NameNode's answers.
    */
-  static final class Listed implements Children {
+  static final class Listed extends Children {
     private final DFSClient client;
     private final String src;
     private DirectoryListing page;
     private int index;
-    private HdfsFileStatus current;
 
     Listed(DFSClient client, String src) throws IOException {
       this.client = client;
@@ -336,8 +325,8 @@ public class HadoopListing implements TableProvider {
     }
 
     @Override
-    public Children open() throws IOException {
-      return new Listed(client, src + "/" + current.getLocalName());
+    Children open() throws IOException {
+      return new Listed(client, src + "/" + name);
     }
 
     private DirectoryListing list(byte[] after) throws IOException {
@@ -349,7 +338,7 @@ public class HadoopListing implements TableProvider {
     }
 
     @Override
-    public boolean next() throws IOException {
+    boolean next() throws IOException {
       while (index >= page.getPartialListing().length) {
         if (!page.hasMore()) {
           return false;
@@ -357,23 +346,11 @@ public class HadoopListing implements TableProvider {
         page = list(page.getLastName());
         index = 0;
       }
-      current = page.getPartialListing()[index++];
+      HdfsFileStatus current = page.getPartialListing()[index++];
+      name = current.getLocalName();
+      folder = current.isDirectory();
+      length = current.getLen();
       return true;
-    }
-
-    @Override
-    public String name() {
-      return current.getLocalName();
-    }
-
-    @Override
-    public boolean folder() {
-      return current.isDirectory();
-    }
-
-    @Override
-    public long length() {
-      return current.getLen();
     }
   }
 }
